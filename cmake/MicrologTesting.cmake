@@ -1,0 +1,40 @@
+# Test registration helpers: every suite is registered through these, so the
+# list of tests is the list of files, never a hand-kept list.
+
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+# ml_add_c_test(NAME SOURCES... LIBS ...): one cmocka executable per unit.
+function(ml_add_c_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA ml_warnings ml_sanitize)
+  add_test(NAME c/${name} COMMAND ${name})
+  set_tests_properties(c/${name} PROPERTIES LABELS "c;unit" TIMEOUT 120)
+endfunction()
+
+# ml_add_pytest(NAME DIR [LABELS ...] [TIMEOUT s]): a pytest directory run by
+# the project's Python with the freshly built package first on sys.path.
+function(ml_add_pytest name dir)
+  cmake_parse_arguments(T "" "TIMEOUT" "LABELS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 600)
+  endif()
+  set(env "PYTHONPATH=${ML_PYTHON_DIR}" "MICROLOGD=$<TARGET_FILE:micrologd>"
+      "ML_SOURCE_DIR=${PROJECT_SOURCE_DIR}" "ML_BUILD_DIR=${PROJECT_BINARY_DIR}"
+      "ML_SANITIZE=${ML_SANITIZE}" "MICROLOG_AUTOSTART=0")
+  if(ML_SANITIZE STREQUAL "address")
+    # The extension is instrumented; the interpreter is not, so the ASan
+    # runtime must be loaded first. CPython's own allocations are not ours
+    # to leak-check.
+    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+                    OUTPUT_VARIABLE asan_lib OUTPUT_STRIP_TRAILING_WHITESPACE)
+    list(APPEND env "LD_PRELOAD=${asan_lib}" "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0"
+         "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  endif()
+  add_test(NAME py/${name}
+           COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${dir})
+  set_tests_properties(py/${name} PROPERTIES
+    LABELS "python;${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    ENVIRONMENT "${env}")
+endfunction()
