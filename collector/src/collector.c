@@ -1,0 +1,232 @@
+#include "collector.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+
+#include "http.h"
+#include "ingest.h"
+#include "live.h"
+#include "log.h"
+#include "mem.h"
+
+bool ml_host_is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+        return true;
+    struct sockaddr_in sa;
+    return uv_ip4_addr(host, 0, &sa) == 0 && (ntohl(sa.sin_addr.s_addr) >> 24) == 127;
+}
+
+/* Whether an nng URL listens beyond this machine. */
+static bool ingest_is_remote(const char *url)
+{
+    nng_url *u;
+    if (nng_url_parse(&u, url) != 0)
+        return false; /* nng_listen reports the bad URL */
+    bool remote = false;
+    if (strncmp(u->u_scheme, "tcp", 3) == 0 || strncmp(u->u_scheme, "ws", 2) == 0 ||
+        strncmp(u->u_scheme, "tls", 3) == 0)
+        remote = u->u_hostname == NULL || !ml_host_is_loopback(u->u_hostname);
+    nng_url_free(u);
+    return remote;
+}
+
+static void on_housekeeping(uv_timer_t *t)
+{
+    ml_collector_housekeeping(t->data);
+}
+
+static int load_index(ml_collector *c)
+{
+    int n = ml_index_load(&c->index, &c->store);
+    if (n < 0) {
+        ml_error("cannot read the runs under %s: %s", c->store.runs_dir, strerror(-n));
+        return n;
+    }
+    /* Runs left live by an earlier collector get the full timeout for
+     * their client to come back before they are marked incomplete. */
+    uint64_t now = uv_now(c->loop);
+    size_t live = 0;
+    void *v;
+    for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {
+        ml_run *r = v;
+        r->last_activity = now;
+        live += r->status == ML_RUN_LIVE;
+    }
+    ml_info("index: %d runs (%zu live) under %s", n, live, c->store.runs_dir);
+    return 0;
+}
+
+static int start_listeners(ml_collector *c, const ml_collector_config *cfg)
+{
+    int rv;
+    if (cfg->ingest) {
+        if (!cfg->allow_remote && ingest_is_remote(cfg->ingest)) {
+            ml_error("ingest: refusing to listen on %s without --allow-remote (standalone mode "
+                     "is loopback only)",
+                     cfg->ingest);
+            return -EACCES;
+        }
+        rv = ml_ingest_start(c->loop, cfg->ingest, cfg->ingest_contexts, ml_ingest_handle, c,
+                             &c->ingest);
+        if (rv != 0)
+            return rv;
+    }
+    if (cfg->http && (rv = ml_http_start(c, cfg->http, cfg->allow_remote, &c->http)) != 0)
+        return rv;
+    return 0;
+}
+
+int ml_collector_start(ml_collector *c, uv_loop_t *loop, const ml_collector_config *cfg)
+{
+    memset(c, 0, sizeof(*c));
+    c->loop = loop;
+    c->team = ml_xstrdup(cfg->team ? cfg->team : ML_DEFAULT_TEAM);
+    c->ui_dir = cfg->ui_dir ? ml_xstrdup(cfg->ui_dir) : NULL;
+    c->ingest_advertise = cfg->ingest_advertise ? ml_xstrdup(cfg->ingest_advertise) : NULL;
+    c->live_timeout_ms = cfg->live_timeout_ms ? cfg->live_timeout_ms : ML_LIVE_TIMEOUT_MS;
+    ml_index_init(&c->index);
+    ml_query_init(&c->query);
+    uv_timer_init(loop, &c->housekeeping);
+    c->housekeeping.data = c;
+    if (!ml_label_valid(c->team)) {
+        ml_error("bad team name \"%s\"", c->team);
+        return -EINVAL;
+    }
+    int rv = ml_store_init(&c->store, cfg->data_dir);
+    if (rv != 0) {
+        ml_error("cannot create %s/runs: %s", cfg->data_dir, strerror(-rv));
+        return rv;
+    }
+    if ((rv = load_index(c)) != 0 || (rv = start_listeners(c, cfg)) != 0)
+        return rv;
+    uint32_t every = cfg->housekeeping_ms ? cfg->housekeeping_ms : ML_HOUSEKEEPING_MS;
+    uv_timer_start(&c->housekeeping, on_housekeeping, every, every);
+    return 0;
+}
+
+const char *ml_collector_ingest_url(const ml_collector *c)
+{
+    if (c->ingest_advertise)
+        return c->ingest_advertise;
+    return c->ingest ? ml_ingest_url(c->ingest) : NULL;
+}
+
+const char *ml_collector_http_url(const ml_collector *c)
+{
+    return c->http ? ml_http_url(c->http) : NULL;
+}
+
+int ml_collector_ensure_live(ml_collector *c, ml_run *r)
+{
+    if (r->live)
+        return 0;
+    char *path = ml_store_run_path(&c->store, r, ML_RUN_JOURNAL_FILE);
+    int rv = ml_live_open(r, path);
+    if (rv != 0)
+        ml_error("run %s: cannot open %s: %s", r->id, path, strerror(-rv));
+    free(path);
+    return rv;
+}
+
+/* A live run whose client went silent: mark it incomplete with counts
+ * recomputed from its journal. */
+static void retire_silent(ml_collector *c, ml_run *r)
+{
+    if (ml_collector_ensure_live(c, r) != 0)
+        return;
+    if (r->status == ML_RUN_LIVE) {
+        ml_warn("run %s: no data for %u s; marked incomplete", r->id, c->live_timeout_ms / 1000);
+        r->status = ML_RUN_INCOMPLETE;
+        r->dirty = true;
+    }
+    ml_live_release(r);
+}
+
+void ml_collector_housekeeping(ml_collector *c)
+{
+    uint64_t now = uv_now(c->loop);
+    void *v;
+    for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {
+        ml_run *r = v;
+        bool silent = now - r->last_activity >= c->live_timeout_ms;
+        if (silent && r->status == ML_RUN_LIVE)
+            retire_silent(c, r);
+        else if (silent && r->live)
+            ml_live_release(r); /* closed, late batches done: free its state */
+        if (r->dirty)
+            ml_store_write_meta(&c->store, r);
+    }
+}
+
+int ml_collector_delete_run(ml_collector *c, ml_run *r)
+{
+    ml_live_release(r);
+    ml_query_forget(&c->query, r->id);
+    int rv = ml_store_delete_run(&c->store, r);
+    if (rv != 0) {
+        ml_error("run %s: cannot delete: %s", r->id, strerror(-rv));
+        return rv;
+    }
+    ml_info("run %s deleted", r->id);
+    ml_index_remove(&c->index, r);
+    ml_run_free(r);
+    return 0;
+}
+
+static void close_done(ml_collector *c)
+{
+    if (--c->close_pending == 0 && c->closed_cb)
+        c->closed_cb(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    close_done(h->data);
+}
+
+static void on_http_closed(void *arg)
+{
+    ml_collector *c = arg;
+    c->http = NULL;
+    close_done(c);
+}
+
+void ml_collector_close(ml_collector *c, void (*closed)(ml_collector *c))
+{
+    c->closing = true;
+    c->closed_cb = closed;
+    c->close_pending = 1;
+    if (c->ingest) {
+        ml_ingest_close(c->ingest);
+        c->ingest = NULL;
+    }
+    uv_timer_stop(&c->housekeeping);
+    uv_close((uv_handle_t *)&c->housekeeping, on_timer_closed);
+    /* Flush: every changed run.json written, every journal closed. */
+    void *v;
+    for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {
+        ml_run *r = v;
+        ml_live_release(r);
+        if (r->dirty && c->store.runs_dir)
+            ml_store_write_meta(&c->store, r);
+    }
+    if (c->http) {
+        c->close_pending++;
+        ml_http_close(c->http, on_http_closed, c);
+    }
+}
+
+void ml_collector_dispose(ml_collector *c)
+{
+    ml_index_dispose(&c->index);
+    ml_query_dispose(&c->query);
+    ml_store_dispose(&c->store);
+    free(c->team);
+    free(c->ui_dir);
+    free(c->ingest_advertise);
+    memset(c, 0, sizeof(*c));
+}

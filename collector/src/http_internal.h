@@ -1,0 +1,58 @@
+/*
+ * Shared by http.c (server, connections, static files) and http_api.c
+ * (the JSON routes). Loop thread only.
+ */
+#ifndef ML_COLLECTOR_HTTP_INTERNAL_H
+#define ML_COLLECTOR_HTTP_INTERNAL_H
+
+#include <stdint.h>
+
+#include <h2o.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "collector.h"
+#include "http.h"
+
+/* An accepted connection; tcp must stay the first member (h2o's close
+ * callback hands back the uv handle). */
+typedef struct ml_http_conn {
+    uv_tcp_t tcp;
+    ml_http *http;
+    struct ml_http_conn *prev, *next;
+} ml_http_conn;
+
+struct ml_http {
+    ml_collector *c;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    uv_timer_t drain;
+    ml_http_conn *conns; /* open connections */
+    char *url;
+    uint64_t drain_deadline;
+    ml_http_closed_cb closed_cb;
+    void *closed_arg;
+};
+
+/* A route handler with a way back to the server. */
+typedef struct ml_http_handler {
+    h2o_handler_t super;
+    ml_http *http;
+} ml_http_handler;
+
+/* Sends body (a JSON value, reference taken) with the given status. */
+void ml_http_send_json(h2o_req_t *req, int status, json_t *body);
+
+/* Sends {"error": message} with the given status. */
+void ml_http_send_error(h2o_req_t *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The on_req of /api/v1 (http_api.c). */
+int ml_http_api_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* The on_req of /healthz. */
+int ml_http_health_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+#endif

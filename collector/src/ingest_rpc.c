@@ -1,0 +1,341 @@
+/*
+ * Request handling behind the ingest listener: envelope -> method ->
+ * store/index -> reply envelope. Runs on the loop thread.
+ *
+ * Durability: a Batch or CloseRun is acknowledged only after its journal
+ * record is fdatasync'd. Idempotency: OpenRun by run_uid, Batch by seq,
+ * CloseRun by the run's closed flag, so a client may resend anything whose
+ * reply it did not get.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector.h"
+#include "ingest.h"
+#include "json.h"
+#include "live.h"
+#include "log.h"
+#include "mem.h"
+#include "validate.h"
+#include "wire.h"
+
+#define ST(name) MICROLOG__V1__STATUS__##name
+
+/* The outcome of one call: a status, a reason, and on success a reply
+ * message to pack. */
+typedef struct rpc_result {
+    int32_t status;
+    char error[256];
+    const ProtobufCMessage *reply;
+} rpc_result;
+
+static void set_error(rpc_result *res, int32_t status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_error(rpc_result *res, int32_t status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    res->status = status;
+    vsnprintf(res->error, sizeof(res->error), fmt, ap);
+    va_end(ap);
+}
+
+/* A storage failure as a status: a full disk is RESOURCE_EXHAUSTED (the
+ * client keeps the batch and retries), anything else INTERNAL. */
+static void storage_error(rpc_result *res, const char *what, int err)
+{
+    set_error(res, err == -ENOSPC || err == -EDQUOT ? ST(RESOURCE_EXHAUSTED) : ST(INTERNAL),
+              "%s: %s", what, strerror(-err));
+}
+
+static void copy_strv(char ***dst, size_t *n, char **src, size_t count)
+{
+    *dst = ml_xcalloc(count + 1, sizeof(char *));
+    for (size_t i = 0; i < count; i++)
+        (*dst)[i] = ml_xstrdup(src[i]);
+    *n = count;
+}
+
+static ml_run *run_from_open(const ml_collector *c, const Microlog__V1__OpenRun *o)
+{
+    ml_run *r = ml_run_new();
+    snprintf(r->team, sizeof(r->team), "%s", c->team);
+    snprintf(r->label, sizeof(r->label), "%s", o->label);
+    snprintf(r->timestamp, sizeof(r->timestamp), "%s", o->timestamp);
+    r->uid = ml_xstrdup(o->run_uid);
+    r->host = ml_xstrdup(o->host);
+    r->user = ml_xstrdup(o->user);
+    r->executable = ml_xstrdup(o->executable);
+    r->python_version = ml_xstrdup(o->python_version);
+    r->parent_id = ml_xstrdup(o->parent_id);
+    r->client_version = ml_xstrdup(o->client_version);
+    copy_strv(&r->argv, &r->argc, o->argv, o->n_argv);
+    r->env = json_object();
+    for (size_t i = 0; i < o->n_env; i++) {
+        /* Keys too may be invalid UTF-8, which jansson refuses as keys. */
+        json_t *key = ml_json_str(o->env[i]->key);
+        if (json_string_length(key) > 0)
+            json_object_set_new(r->env, json_string_value(key), ml_json_str(o->env[i]->value));
+        json_decref(key);
+    }
+    r->pid = o->pid;
+    r->start_unix_us = o->start_unix_us;
+    r->sample_period = o->sample_period;
+    r->status_period = o->status_period;
+    r->memory_period = o->memory_period;
+    r->status = ML_RUN_LIVE;
+    r->last_activity = uv_now(c->loop);
+    return r;
+}
+
+/* Picks the first free stamp (timestamp, timestamp-2, ...) and creates the
+ * run's directory. */
+static int claim_stamp(ml_collector *c, ml_run *r)
+{
+    for (int n = 1; n < 1000000; n++) {
+        if (n == 1)
+            snprintf(r->stamp, sizeof(r->stamp), "%s", r->timestamp);
+        else
+            snprintf(r->stamp, sizeof(r->stamp), "%s-%d", r->timestamp, n);
+        snprintf(r->id, sizeof(r->id), "%s/%s", r->label, r->stamp);
+        if (ml_index_find(&c->index, r->id))
+            continue;
+        int rv = ml_store_create_run_dir(&c->store, r);
+        if (rv != -EEXIST)
+            return rv;
+    }
+    return -ENOSPC;
+}
+
+/* Journals the OpenRun (the payload bytes exactly as received) and writes
+ * run.json; on failure removes the directory again. */
+static int create_run(ml_collector *c, ml_run *r, const uint8_t *payload, size_t len)
+{
+    char *path = ml_store_run_path(&c->store, r, ML_RUN_JOURNAL_FILE);
+    int rv = ml_live_open(r, path);
+    free(path);
+    if (rv == 0)
+        rv = ml_journal_append(r->live->journal, ML_JOURNAL_OPEN_RUN, payload, len, true);
+    if (rv == 0)
+        rv = ml_store_write_meta(&c->store, r);
+    if (rv != 0) {
+        ml_live_release(r);
+        ml_store_delete_run(&c->store, r);
+    }
+    return rv;
+}
+
+/* The reply messages of one call; run ids are malloc'd. */
+typedef struct replies {
+    Microlog__V1__OpenRunReply open;
+    Microlog__V1__BatchReply batch;
+    Microlog__V1__CloseRunReply close;
+    char *run_id; /* owned; open.run_id or close.run_id point here */
+} replies;
+
+static void open_run(ml_collector *c, const Microlog__V1__OpenRun *o, const uint8_t *payload,
+                     size_t len, rpc_result *res, replies *rp)
+{
+    ml_run *r = ml_index_find_uid(&c->index, o->run_uid);
+    if (r != NULL) {
+        r->last_activity = uv_now(c->loop); /* a resend: the same answer */
+    } else {
+        r = run_from_open(c, o);
+        int rv = claim_stamp(c, r);
+        if (rv == 0)
+            rv = create_run(c, r, payload, len);
+        if (rv == 0 && (rv = ml_index_add(&c->index, r)) != 0)
+            ml_store_delete_run(&c->store, r); /* cannot happen: id and uid were free */
+        if (rv != 0) {
+            storage_error(res, "cannot create the run", rv);
+            ml_live_release(r);
+            ml_run_free(r);
+            return;
+        }
+        ml_info("run %s opened (uid %s, host %s, pid %d)", r->id, r->uid, r->host, r->pid);
+    }
+    rp->open.run_id = rp->run_id = ml_xstrdup(r->id);
+    res->reply = &rp->open.base;
+}
+
+static void handle_open(ml_collector *c, const uint8_t *payload, size_t len, rpc_result *res,
+                        replies *rp)
+{
+    Microlog__V1__OpenRun *o = microlog__v1__open_run__unpack(NULL, len, payload);
+    if (o == NULL)
+        set_error(res, ST(INVALID_ARGUMENT), "malformed OpenRun");
+    else if (!ml_uid_valid(o->run_uid))
+        set_error(res, ST(INVALID_ARGUMENT), "bad run_uid (want [A-Za-z0-9_-]{8,64})");
+    else if (!ml_label_valid(o->label))
+        set_error(res, ST(INVALID_ARGUMENT), "bad label (want [A-Za-z0-9._-]{1,100})");
+    else if (!ml_timestamp_valid(o->timestamp))
+        set_error(res, ST(INVALID_ARGUMENT), "bad timestamp (want YYYY_MM_DD_HH_MM_SS)");
+    else
+        open_run(c, o, payload, len, res, rp);
+    if (o)
+        microlog__v1__open_run__free_unpacked(o, NULL);
+}
+
+/* The run a Batch or CloseRun names, with its ingest state loaded. */
+static ml_run *find_live(ml_collector *c, const char *uid, rpc_result *res)
+{
+    ml_run *r = uid ? ml_index_find_uid(&c->index, uid) : NULL;
+    if (r == NULL) {
+        set_error(res, ST(NOT_FOUND), "unknown run_uid %.64s", uid ? uid : "");
+        return NULL;
+    }
+    int rv = ml_collector_ensure_live(c, r);
+    if (rv != 0) {
+        storage_error(res, "cannot open the journal", rv);
+        return NULL;
+    }
+    r->last_activity = uv_now(c->loop);
+    return r;
+}
+
+/* Validates, journals (durably) and commits a batch not stored before. */
+static void store_batch(ml_collector *c, ml_run *r, const Microlog__V1__Batch *b,
+                        const uint8_t *payload, size_t len, rpc_result *res)
+{
+    char why[200];
+    int rv;
+    if (r->closed && b->seq > r->last_seq) {
+        set_error(res, ST(FAILED_PRECONDITION), "run %s is closed (last seq %llu)", r->id,
+                  (unsigned long long)r->last_seq);
+    } else if (ml_batch_validate(r->live, b, why, sizeof(why)) != 0) {
+        set_error(res, ST(INVALID_ARGUMENT), "batch %llu: %s", (unsigned long long)b->seq, why);
+    } else if ((rv = ml_journal_append(r->live->journal, ML_JOURNAL_BATCH, payload, len, true)) !=
+               0) {
+        storage_error(res, "cannot store the batch", rv);
+    } else {
+        ml_live_commit_batch(r->live, r, b);
+        if (r->status == ML_RUN_INCOMPLETE && !r->closed) {
+            ml_info("run %s: the client is back; live again", r->id);
+            r->status = ML_RUN_LIVE;
+        }
+    }
+}
+
+static void handle_batch(ml_collector *c, const uint8_t *payload, size_t len, rpc_result *res,
+                         replies *rp)
+{
+    Microlog__V1__Batch *b = microlog__v1__batch__unpack(NULL, len, payload);
+    if (b == NULL) {
+        set_error(res, ST(INVALID_ARGUMENT), "malformed Batch");
+        return;
+    }
+    ml_run *r = find_live(c, b->run_uid, res);
+    if (r != NULL) {
+        if (b->seq == 0)
+            set_error(res, ST(INVALID_ARGUMENT), "batch seq must be at least 1");
+        else if (!ml_live_has_seq(r->live, b->seq)) /* a resend is acked, not stored twice */
+            store_batch(c, r, b, payload, len, res);
+        if (res->status == ST(OK)) {
+            rp->batch.acked_seq = r->live->acked_seq;
+            res->reply = &rp->batch.base;
+        }
+    }
+    microlog__v1__batch__free_unpacked(b, NULL);
+}
+
+static void close_run(ml_collector *c, ml_run *r, const Microlog__V1__CloseRun *m,
+                      const uint8_t *payload, size_t len, rpc_result *res, replies *rp)
+{
+    if (!r->closed) {
+        int rv = ml_journal_append(r->live->journal, ML_JOURNAL_CLOSE_RUN, payload, len, true);
+        if (rv != 0) {
+            storage_error(res, "cannot store CloseRun", rv);
+            return;
+        }
+        ml_live_commit_close(r->live, r, m);
+        ml_store_write_meta(&c->store, r);
+        ml_info("run %s closed: %s, %llu samples, %llu logs", r->id, ml_run_status_name(r->status),
+                (unsigned long long)r->samples, (unsigned long long)r->logs);
+    }
+    rp->close.run_id = rp->run_id = ml_xstrdup(r->id);
+    rp->close.complete = r->status == ML_RUN_COMPLETE;
+    res->reply = &rp->close.base;
+    /* A complete run takes no more writes: free its ingest state now. */
+    if (r->status == ML_RUN_COMPLETE)
+        ml_live_release(r);
+}
+
+static void handle_close(ml_collector *c, const uint8_t *payload, size_t len, rpc_result *res,
+                         replies *rp)
+{
+    Microlog__V1__CloseRun *m = microlog__v1__close_run__unpack(NULL, len, payload);
+    if (m == NULL) {
+        set_error(res, ST(INVALID_ARGUMENT), "malformed CloseRun");
+        return;
+    }
+    ml_run *r = find_live(c, m->run_uid, res);
+    if (r != NULL)
+        close_run(c, r, m, payload, len, res, rp);
+    microlog__v1__close_run__free_unpacked(m, NULL);
+}
+
+static void dispatch(ml_collector *c, const ml_wire_msg *msg, rpc_result *res, replies *rp)
+{
+    const char *method = msg->env->method;
+    if (strcmp(method, ML_METHOD_OPEN_RUN) == 0)
+        handle_open(c, msg->payload, msg->payload_len, res, rp);
+    else if (strcmp(method, ML_METHOD_BATCH) == 0)
+        handle_batch(c, msg->payload, msg->payload_len, res, rp);
+    else if (strcmp(method, ML_METHOD_CLOSE_RUN) == 0)
+        handle_close(c, msg->payload, msg->payload_len, res, rp);
+    else
+        set_error(res, ST(UNIMPLEMENTED), "unknown method \"%.100s\"", method);
+}
+
+/* Packs the reply; falls back to a bare INTERNAL error if that fails. */
+static void pack_reply(const char *method, uint64_t call_id, const rpc_result *res, uint8_t **reply,
+                       size_t *reply_len)
+{
+    bool ok = res->status == ST(OK);
+    int rv = ml_wire_pack(method, call_id, res->status, ok ? NULL : res->error, NULL,
+                          ok ? res->reply : NULL, reply, reply_len);
+    if (rv != 0) {
+        ml_error("ingest: cannot pack a reply: %s", ml_wire_strerror(rv));
+        rv = ml_wire_pack(method, call_id, ST(INTERNAL), "cannot pack the reply", NULL, NULL, reply,
+                          reply_len);
+        if (rv != 0)
+            ml_oom(0);
+    }
+}
+
+void ml_ingest_handle(void *collector, const uint8_t *req, size_t len, uint8_t **reply,
+                      size_t *reply_len)
+{
+    ml_collector *c = collector;
+    ml_wire_msg msg = {0};
+    rpc_result res = {.status = ST(OK)};
+    replies rp = {MICROLOG__V1__OPEN_RUN_REPLY__INIT, MICROLOG__V1__BATCH_REPLY__INIT,
+                  MICROLOG__V1__CLOSE_RUN_REPLY__INIT, NULL};
+    const char *method = "";
+    uint64_t call_id = 0;
+    int rv = ml_wire_unpack(req, len, &msg);
+    if (msg.env) {
+        method = msg.env->method ? msg.env->method : "";
+        call_id = msg.env->call_id;
+    }
+    if (rv == -EPROTO)
+        set_error(&res, ST(FAILED_PRECONDITION), "unsupported protocol version %u (want %d)",
+                  msg.env->version, ML_WIRE_VERSION);
+    else if (rv != 0)
+        set_error(&res, rv == -ENOMEM ? ST(RESOURCE_EXHAUSTED) : ST(INVALID_ARGUMENT), "%s",
+                  ml_wire_strerror(rv));
+    else
+        dispatch(c, &msg, &res, &rp);
+    if (res.status != ST(OK))
+        ml_warn("ingest: %.100s call %llu refused (status %d): %s", method[0] ? method : "?",
+                (unsigned long long)call_id, res.status, res.error);
+    else
+        ml_debug("ingest: %s call %llu ok", method, (unsigned long long)call_id);
+    pack_reply(method, call_id, &res, reply, reply_len);
+    free(rp.run_id);
+    ml_wire_msg_free(&msg);
+}

@@ -1,0 +1,76 @@
+/*
+ * journal.mlj: the append-only record of one run, the source of truth that
+ * every query is rebuilt from.
+ *
+ * File layout (all integers little-endian):
+ *
+ *   "MLJ1"                                   4-byte file header
+ *   record*                                  until the end of the file
+ *
+ *   record = u32 length | u32 checksum | u8 type | payload[length]
+ *
+ * length counts the payload only; checksum is XXH32 (seed 0) of the type
+ * byte followed by the payload; payload is the uncompressed serialized
+ * protobuf message of the type (OpenRun, Batch or CloseRun). A reader stops
+ * at the first record that is torn (shorter than announced) or bad
+ * (checksum mismatch, unknown type, oversized): everything before it is
+ * valid, nothing after it is trusted. A writer opening an existing journal
+ * cuts such a tail off before appending.
+ *
+ * Blocking file I/O; one journal is used from one thread at a time.
+ */
+#ifndef ML_COLLECTOR_JOURNAL_H
+#define ML_COLLECTOR_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ML_JOURNAL_MAGIC "MLJ1"
+#define ML_JOURNAL_HEADER_SIZE 4
+#define ML_JOURNAL_RECORD_HEADER 9
+/* Largest payload: a batch as large as the wire allows once decompressed. */
+#define ML_JOURNAL_MAX_PAYLOAD (64u << 20)
+
+enum ml_journal_type {
+    ML_JOURNAL_OPEN_RUN = 1,
+    ML_JOURNAL_BATCH = 2,
+    ML_JOURNAL_CLOSE_RUN = 3,
+};
+
+typedef struct ml_journal ml_journal;
+
+/* Opens path for appending, creating it (with its header) when missing or
+ * empty. An existing journal is scanned and a torn or bad tail is
+ * truncated away (logged). On success *out owns the open file.
+ * Returns 0, -EBADMSG when path exists but is not a journal, or -errno. */
+int ml_journal_open(const char *path, ml_journal **out);
+
+/* Appends one record. When sync is true the data is fdatasync'd before
+ * returning, so a 0 return means the record is durable. On error the file
+ * is cut back to its previous size (nothing half-written stays).
+ * Returns 0, -EINVAL (bad type, oversized payload) or -errno. */
+int ml_journal_append(ml_journal *j, uint8_t type, const void *payload, size_t len, bool sync);
+
+/* Size of the file: the offset just after the last valid record. */
+uint64_t ml_journal_size(const ml_journal *j);
+
+/* Closes the file and frees j (NULL is fine). */
+void ml_journal_close(ml_journal *j);
+
+/* Called for each valid record; offset is where the record starts. A
+ * nonzero return stops the read and is returned by ml_journal_read(). */
+typedef int (*ml_journal_record_cb)(void *arg, uint8_t type, const uint8_t *payload, size_t len,
+                                    uint64_t offset);
+
+/* Reads the records of path from *offset (0: the start, header checked;
+ * otherwise the end offset of an earlier read) and calls cb for each.
+ * Stops at the end of the file, at the first torn or bad record, or when
+ * cb returns nonzero. On return *offset is the end of the last record
+ * handed to cb (so a later call continues there) and *torn (if not NULL)
+ * tells whether bytes follow that do not form a valid record.
+ * Returns 0, cb's nonzero value, -EBADMSG (not a journal) or -errno. */
+int ml_journal_read(const char *path, uint64_t *offset, ml_journal_record_cb cb, void *arg,
+                    bool *torn);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * Batch validation: everything the collector checks before a batch is
+ * journaled, so that stored data never refers to something undefined.
+ *
+ *  - definitions have ids in 1..ML_ID_MAX;
+ *  - references (frame name/file, stack frames, sample thread/stack, log
+ *    thread/stack) name an id defined in this batch or an earlier stored
+ *    one (0 is allowed where the protocol says "none");
+ *  - sample columns have equal lengths (cpu_us may be empty: not measured);
+ *  - log kinds are known.
+ *
+ * A batch that arrives after a gap (its seq is not acked_seq + 1) may refer
+ * to definitions in the missing batch, so for it references are only
+ * range-checked. Pure function over the run's live state; loop thread.
+ */
+#ifndef ML_COLLECTOR_VALIDATE_H
+#define ML_COLLECTOR_VALIDATE_H
+
+#include <stddef.h>
+
+#include "microlog.pb-c.h"
+
+#include "live.h"
+
+/* Returns 0 when b is acceptable for the run whose state is l, else
+ * -EINVAL with a short English reason in err (errlen bytes). */
+int ml_batch_validate(const ml_live *l, const Microlog__V1__Batch *b, char *err, size_t errlen);
+
+#endif
