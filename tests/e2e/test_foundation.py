@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent('''
         announce("e2e")
         worker = threading.Thread(target=sleeper, name="sleepy-worker")
         worker.start()
-        busy_wait(0.4)
+        busy_wait(0.6)
         worker.join()
         logging.getLogger("e2e.logger").warning("careful: %s", "warned")
         print("partial", end="")
@@ -92,8 +92,8 @@ def test_profiled_run_reaches_the_api(collector: Collector, tmp_path: Path) -> N
     run = next(r for r in runs if r["id"] == run_id)
     assert run["label"] == "e2e-hello"
     assert run["status"] == "complete"
-    assert 0.6 <= run["duration"] < 10
-    # 0.7 s at the default 50 ms period on two threads: ~14 samples per thread.
+    assert 0.55 <= run["duration"] < 10
+    # 0.6 s at the default 50 ms period on two threads: about 18 samples.
     assert run["samples"] >= 10
     assert run["started"] > 1.7e9
 
@@ -131,7 +131,7 @@ def test_profiled_run_reaches_the_api(collector: Collector, tmp_path: Path) -> N
 
     busy = find(flame["root"], "busy_wait")
     assert busy is not None
-    assert 0.2 <= busy["value"] <= 1.0, busy
+    assert 0.4 <= busy["value"] <= 1.2, busy
     sleeper = find(flame["root"], "sleeper")
     assert sleeper is not None and sleeper["value"] >= 0.15, sleeper
 

@@ -43,6 +43,9 @@ typedef struct ml_client_config {
                                     beyond it data is dropped and counted */
     uint32_t connect_timeout_ms; /* discovery and each request (default 2000) */
     bool quiet;                  /* do not write the one-line warnings to stderr */
+    bool spool_only;             /* never touch the network: every batch goes to the spool
+                                    (a forked child, where nng cannot be used) */
+    const char *spool_dir;       /* NULL: MICROLOG_SPOOL_DIR, else ~/.microlog/spool */
 } ml_client_config;
 
 /* Fills cfg with defaults, then applies MICROLOG_SERVER, MICROLOG_INGEST and
