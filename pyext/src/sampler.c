@@ -1,0 +1,271 @@
+/*
+ * The sampler: a native thread (not a Python thread) that wakes every
+ * sample period, takes the GIL for one pass over every thread of the
+ * interpreter, and produces status ticks on its own schedule.
+ *
+ * Invariants:
+ *  - the sampler never holds its mutex while waiting for the GIL, and the
+ *    stopper releases the GIL before joining, so neither can deadlock;
+ *  - a pass walks frames with no Python code running (phase 1), then does
+ *    the rare Python look-ups (thread names) once no frame pointer is kept
+ *    (phase 2);
+ *  - the steady state allocates nothing: scratch arrays live here and grow
+ *    only when a new thread appears.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct pending {
+    unsigned long ident, native_id;
+    uint32_t stack;
+} pending;
+
+struct ml__sampler {
+    ml__run *run;
+    ml__periods periods;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* on CLOCK_MONOTONIC */
+    bool stop;           /* guarded by lock */
+    PyThreadState *own;  /* the sampler's thread state, made in its thread */
+    ml__threads threads;
+    uint32_t gen;
+    ml__status_state status;
+    pending *pending;
+    size_t pending_cap;
+    ml__rawframe raw[ML__MAX_DEPTH];
+    uint32_t ids[ML__MAX_DEPTH];
+};
+
+/* Phase 1: one stack per thread state, no Python code runs. Returns how
+ * many pending entries were filled. */
+static size_t walk_threads(ml__sampler *s)
+{
+    ml__run *r = s->run;
+    size_t np = 0;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(r->interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (ts == s->own)
+            continue;
+        if (np == s->pending_cap) {
+            size_t cap = s->pending_cap ? s->pending_cap * 2 : 16;
+            pending *p = realloc(s->pending, cap * sizeof(*p));
+            if (p == NULL) {
+                atomic_fetch_add(&r->errors, 1);
+                break;
+            }
+            s->pending = p;
+            s->pending_cap = cap;
+        }
+        pending *p = &s->pending[np++];
+        size_t total, n = ml__frames_collect(ts, s->raw, ML__MAX_DEPTH, &total);
+        ml__tstate_ids(ts, &p->ident, &p->native_id);
+        p->stack =
+            ml__stack_intern(&r->codemap, r->client, s->raw, n, total, s->ids, 0, &r->errors);
+    }
+    return np;
+}
+
+/* Phase 2: thread ids (defining new threads), CPU, the samples themselves,
+ * and the end of threads that are gone. GIL held. */
+static void record_threads(ml__sampler *s, size_t np, int64_t t)
+{
+    ml_client *c = s->run->client;
+    s->gen++;
+    for (size_t i = 0; i < np; i++) {
+        pending *p = &s->pending[i];
+        ml__thread_slot *slot = ml__threads_find(&s->threads, p->ident, p->native_id);
+        if (slot == NULL) {
+            char name[128];
+            bool named = ml__thread_name(p->ident, name, sizeof(name));
+            uint32_t id = ml_client_thread(c, p->ident, p->native_id, named ? name : NULL);
+            slot = id ? ml__threads_add(&s->threads, p->ident, p->native_id, id) : NULL;
+            if (slot == NULL) {
+                atomic_fetch_add(&s->run->errors, 1);
+                continue;
+            }
+        }
+        slot->seen = s->gen;
+        ml_client_sample(c, slot->id, t, p->stack, ml__threads_cpu_us(slot));
+    }
+    ml__threads_reap(&s->threads, c, s->gen, t);
+}
+
+/* The last pass: ends the threads that are gone without taking samples, so
+ * a thread joined just before stop() is marked ended. GIL held. */
+static void reap_threads(ml__sampler *s, int64_t t)
+{
+    s->gen++;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(s->run->interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        unsigned long ident, native_id;
+        ml__tstate_ids(ts, &ident, &native_id);
+        ml__thread_slot *slot = ml__threads_find(&s->threads, ident, native_id);
+        if (slot != NULL)
+            slot->seen = s->gen;
+    }
+    ml__threads_reap(&s->threads, s->run->client, s->gen, t);
+}
+
+enum { DO_SAMPLE = 1, DO_STATUS = 2, DO_MEMORY = 4, DO_REAP = 8 };
+
+/* One wake-up: the OS part of a status tick without the GIL, then samples
+ * (or only the end of gone threads) and the interpreter part with it. */
+static void pass(ml__sampler *s, int what)
+{
+    ml_status st;
+    memset(&st, 0, sizeof(st));
+    if (what & DO_STATUS)
+        ml__status_measure_os(&s->status, ml__mono_us(), what & DO_MEMORY, &st);
+
+    PyEval_RestoreThread(s->own);
+    int64_t t = ml_client_now(s->run->client);
+    if (what & DO_SAMPLE)
+        record_threads(s, walk_threads(s), t);
+    else if (what & DO_REAP)
+        reap_threads(s, t);
+    if (what & DO_STATUS)
+        ml__status_measure_python(&st);
+    if (PyErr_Occurred()) { /* never leave an error behind: count it */
+        PyErr_Clear();
+        atomic_fetch_add(&s->run->errors, 1);
+    }
+    PyEval_SaveThread();
+
+    if (what & DO_STATUS) {
+        st.time = t;
+        ml_client_status(s->run->client, &st);
+    }
+    if (what & DO_SAMPLE)
+        atomic_fetch_add(&s->run->passes, 1);
+}
+
+static int64_t period_us(double seconds)
+{
+    return seconds > 0 ? (int64_t)(seconds * 1e6) : 1000;
+}
+
+/* Waits until deadline (monotonic us) or stop; returns true on stop. */
+static bool wait_until(ml__sampler *s, int64_t deadline)
+{
+    struct timespec ts = {.tv_sec = deadline / 1000000, .tv_nsec = (deadline % 1000000) * 1000};
+    bool stop;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop && ml__mono_us() < deadline)
+        if (pthread_cond_timedwait(&s->wake, &s->lock, &ts) == ETIMEDOUT)
+            break;
+    stop = s->stop;
+    pthread_mutex_unlock(&s->lock);
+    return stop;
+}
+
+/* A missed deadline is skipped, not caught up with a burst of passes. */
+static int64_t advance(int64_t next, int64_t period, int64_t now)
+{
+    next += period;
+    return next <= now ? now + period : next;
+}
+
+static void *sampler_main(void *arg)
+{
+    ml__sampler *s = arg;
+    int64_t ps = period_us(s->periods.sample), pt = period_us(s->periods.status),
+            pm = period_us(s->periods.memory);
+    int64_t now = ml__mono_us();
+    int64_t next_sample = now + ps, next_status = now + pt, next_memory = now;
+
+    while (!wait_until(s, next_sample < next_status ? next_sample : next_status)) {
+        now = ml__mono_us();
+        int what = (now >= next_sample ? DO_SAMPLE : 0) | (now >= next_status ? DO_STATUS : 0);
+        if ((what & DO_STATUS) && now >= next_memory)
+            what |= DO_MEMORY;
+        pass(s, what);
+        if (what & DO_SAMPLE)
+            next_sample = advance(next_sample, ps, now);
+        if (what & DO_STATUS)
+            next_status = advance(next_status, pt, now);
+        if (what & DO_MEMORY)
+            next_memory = advance(next_memory, pm, now);
+    }
+    /* The last pass ends threads joined just before stop(), and a last tick
+     * shows how the run ended (unless one was just taken: a ratio of two
+     * tiny deltas is noise). */
+    bool tick = ml__mono_us() - s->status.last_wall_us >= pt / 2;
+    pass(s, DO_REAP | (tick ? DO_STATUS | DO_MEMORY : 0));
+
+    PyEval_RestoreThread(s->own);
+    PyThreadState_Clear(s->own);
+    PyThreadState_DeleteCurrent(); /* releases the GIL */
+    return NULL;
+}
+
+/* Creates the sampler's thread state in the sampler thread, so its thread
+ * id is the sampler's own, then runs the loop. */
+static void *sampler_thread(void *arg)
+{
+    ml__sampler *s = arg;
+    s->own = PyThreadState_New(s->run->interp);
+    if (s->own == NULL)
+        return NULL;
+    /* PyThreadState_New leaves the GIL untaken; the loop takes it per pass. */
+    return sampler_main(s);
+}
+
+int ml__sampler_start(ml__run *run, const ml__periods *p, ml__sampler **out)
+{
+    ml__sampler *s = calloc(1, sizeof(*s));
+    pthread_condattr_t ca;
+    sigset_t all, old;
+    int rv;
+
+    if (s == NULL)
+        return -ENOMEM;
+    s->run = run;
+    s->periods = *p;
+    ml__status_init(&s->status, ml__mono_us());
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &ca);
+    pthread_condattr_destroy(&ca);
+
+    /* The thread starts with every signal blocked: signals are the
+     * program's business and must reach its own threads. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rv = pthread_create(&s->thread, NULL, sampler_thread, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rv != 0) {
+        pthread_cond_destroy(&s->wake);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return -rv;
+    }
+    *out = s;
+    return 0;
+}
+
+void ml__sampler_stop(ml__sampler *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    ml__threads_free(&s->threads);
+    free(s->pending);
+    free(s);
+}
+
+void ml__sampler_forget(ml__sampler *s)
+{
+    (void)s; /* its thread does not exist in the child; its locks may be held */
+}

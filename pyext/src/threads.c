@@ -1,0 +1,103 @@
+/*
+ * Threads: the sampler's table of the threads it has seen (per-run id, CPU
+ * clock reading, last generation seen), per-thread CPU time, and thread
+ * names from the threading module.
+ *
+ * The table is touched by the sampler thread only. It grows only when a new
+ * thread shows up, so the steady state allocates nothing.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+ml__thread_slot *ml__threads_find(ml__threads *t, unsigned long ident, unsigned long native_id)
+{
+    /* Linear: programs have few threads, and the scan is a few cache lines. */
+    for (size_t i = 0; i < t->len; i++)
+        if (t->v[i].ident == ident && t->v[i].native_id == native_id)
+            return &t->v[i];
+    return NULL;
+}
+
+ml__thread_slot *ml__threads_add(ml__threads *t, unsigned long ident, unsigned long native_id,
+                                 uint32_t id)
+{
+    if (t->len == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        ml__thread_slot *v = realloc(t->v, cap * sizeof(*v));
+        if (v == NULL)
+            return NULL;
+        t->v = v;
+        t->cap = cap;
+    }
+    ml__thread_slot *s = &t->v[t->len++];
+    memset(s, 0, sizeof(*s));
+    s->ident = ident;
+    s->native_id = native_id;
+    s->id = id;
+    return s;
+}
+
+void ml__threads_reap(ml__threads *t, ml_client *c, uint32_t gen, int64_t now)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < t->len; i++) {
+        if (t->v[i].seen == gen)
+            t->v[keep++] = t->v[i];
+        else
+            ml_client_thread_end(c, t->v[i].id, now);
+    }
+    t->len = keep;
+}
+
+void ml__threads_free(ml__threads *t)
+{
+    free(t->v);
+    memset(t, 0, sizeof(*t));
+}
+
+uint32_t ml__threads_cpu_us(ml__thread_slot *s)
+{
+    clockid_t cid;
+    struct timespec ts;
+    /* threading.get_ident() is the pthread_t of the thread (pthread_self). */
+    if (pthread_getcpuclockid((pthread_t)s->ident, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+        return 0;
+    uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    uint64_t used = (s->has_cpu && ns > s->last_cpu_ns) ? (ns - s->last_cpu_ns) / 1000u : 0;
+    s->last_cpu_ns = ns;
+    s->has_cpu = true;
+    return used > UINT32_MAX ? UINT32_MAX : (uint32_t)used;
+}
+
+bool ml__thread_name(unsigned long ident, char *buf, size_t n)
+{
+    bool found = false;
+    PyObject *threading = PyDict_GetItemString(PyImport_GetModuleDict(), "threading");
+    PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
+    PyObject *key = active ? PyLong_FromUnsignedLong(ident) : NULL;
+    PyObject *thread = (key && PyDict_Check(active)) ? PyDict_GetItemWithError(active, key) : NULL;
+    PyObject *name = thread ? PyObject_GetAttrString(thread, "_name") : NULL;
+    const char *u = (name && PyUnicode_Check(name)) ? PyUnicode_AsUTF8(name) : NULL;
+    if (u != NULL && n > 0) {
+        snprintf(buf, n, "%s", u);
+        found = true;
+    }
+    Py_XDECREF(name);
+    Py_XDECREF(key);
+    Py_XDECREF(active);
+    PyErr_Clear();
+    return found;
+}
+
+uint32_t ml__thread_current_id(ml_client *c)
+{
+    char name[128];
+    unsigned long ident = PyThread_get_thread_ident();
+    unsigned long native = PyThread_get_thread_native_id();
+    bool named = ml__thread_name(ident, name, sizeof(name));
+    return ml_client_thread(c, ident, native, named ? name : NULL);
+}

@@ -1,0 +1,173 @@
+"""A profiled program against a real micrologd: samples land in the right
+function of the right thread, log events carry the stack that emitted them,
+logging is recorded once, and the box names the delivered run."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from conftest import Collector, child_env
+
+PROGRAM = """
+import logging, sys, threading, time
+import microlog
+
+def sleepy_function():
+    time.sleep(0.3)
+
+def printer():
+    print("hello from printer")
+
+def warner():
+    logging.getLogger("app.worker").warning("disk %s is full", "/tmp")
+
+def marker():
+    microlog.print("phase", 2, "done")
+
+def partial_writer():
+    sys.stdout.write("first half, ")
+    sys.stdout.write("second half\\n")
+
+logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s")
+sleeper = threading.Thread(target=sleepy_function, name="Sleeper")
+sleeper.start()
+printer()
+warner()
+marker()
+partial_writer()
+sleeper.join()
+print("unfinished line", end="")
+"""
+
+
+def _run(collector: Collector, runner, label: str) -> Dict[str, Any]:
+    script = runner.script(PROGRAM)
+    env = child_env(server=collector.url, TRACER_SAMPLE_DELAY="0.01")
+    result = runner.run(["-m", "microlog", label, str(script)], env=env)
+    assert result.returncode == 0, result.stderr
+    box = re.search(r"┃ Microlog: (\S+)/#(\S+) ┃", result.stderr.decode())
+    assert box, result.stderr
+    assert box.group(1) == collector.url
+    runs = [r for r in collector.get("/api/v1/runs") if r["label"] == label]
+    assert [r["id"] for r in runs] == [box.group(2)]
+    return {"result": result, "run_id": box.group(2)}
+
+
+def _walk(node: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+    yield node
+    for child in node.get("children", []):
+        yield from _walk(child)
+
+
+def _events(collector: Collector, run_id: str) -> List[Dict[str, Any]]:
+    return collector.get(collector.run_path(run_id, "log"))["events"]
+
+
+@pytest.fixture
+def recorded(collector: Collector, runner) -> Dict[str, Any]:
+    info = _run(collector, runner, "pytest-collector")
+    info["collector"] = collector
+    info["run"] = collector.get(collector.run_path(info["run_id"]))
+    info["events"] = _events(collector, info["run_id"])
+    return info
+
+
+def test_output_unchanged_with_a_collector(recorded):
+    assert recorded["result"].stdout == (
+        b"hello from printer\nfirst half, second half\nunfinished line"
+    )
+
+
+def test_sleep_shows_as_samples_of_the_function_in_its_thread(recorded):
+    collector, run = recorded["collector"], recorded["run"]
+    threads = {t["name"]: t for t in run["threads"]}
+    assert {"MainThread", "Sleeper"} <= set(threads)
+    sleeper_id, main_id = threads["Sleeper"]["id"], threads["MainThread"]["id"]
+    assert threads["Sleeper"]["ended"] is not None  # it ended before the run did
+
+    path = collector.run_path(recorded["run_id"], "flamegraph")
+    in_sleeper = collector.get(f"{path}?threads={sleeper_id}")["root"]
+    nodes = [n for n in _walk(in_sleeper) if n["name"] == "prog.sleepy_function"]
+    assert nodes, in_sleeper
+    # 300 ms at a 10 ms period: most of it is sampled even on a busy machine
+    assert sum(n["value"] for n in nodes) >= 0.15
+    assert nodes[0]["file"].endswith("/prog.py")
+    # the thread's root is the function itself: threading's frames are hidden
+    assert [c["name"] for c in in_sleeper["children"]] == ["prog.sleepy_function"]
+
+    in_main = collector.get(f"{path}?threads={main_id}")["root"]
+    assert not any(n["name"] == "prog.sleepy_function" for n in _walk(in_main))
+    assert any(n["name"] == "prog.<module>" for n in _walk(in_main))
+
+
+def _one(events, kind, message):
+    found = [e for e in events if e["kind"] == kind and e["message"] == message]
+    assert len(found) == 1, [(e["kind"], e["message"][:60]) for e in events]
+    return found[0]
+
+
+def _leaf(event):
+    return event["stack"][-1]["name"]
+
+
+def test_print_line_carries_the_printing_function(recorded):
+    event = _one(recorded["events"], "stdout", "hello from printer")
+    assert _leaf(event) == "prog.printer"
+    assert [f["name"] for f in event["stack"]] == ["prog.<module>", "prog.printer"]
+    assert event["stack"][-1]["line"] == 9
+
+
+def test_partial_writes_make_one_line(recorded):
+    event = _one(recorded["events"], "stdout", "first half, second half")
+    assert _leaf(event) == "prog.partial_writer"
+    _one(recorded["events"], "stdout", "unfinished line")  # flushed at stop
+
+
+def test_logging_recorded_once_with_the_caller_stack(recorded):
+    events = recorded["events"]
+    event = _one(events, "logging", "disk /tmp is full")
+    assert event["level"] == 30 and event["logger"] == "app.worker"
+    assert _leaf(event) == "prog.warner"
+    # the handler's own stderr line is not recorded a second time
+    assert not [e for e in events if e["kind"] == "stderr" and "disk /tmp" in e["message"]]
+
+
+def test_marker_and_analysis(recorded):
+    events = recorded["events"]
+    marker = _one(events, "marker", "phase 2 done")
+    assert _leaf(marker) == "prog.marker"
+    analysis = [e["message"] for e in events if e["kind"] == "analysis"]
+    assert any(m.startswith("## Microlog") and "## Environment" in m for m in analysis)
+    assert any("# GC Statistics" in m for m in analysis)
+
+
+def test_run_info(recorded):
+    run = recorded["run"]
+    assert run["label"] == "pytest-collector"
+    assert run["argv"][0].endswith("prog.py")
+    assert run["status"] == "complete"
+    assert run["samples"] > 10
+    assert run["sample_period"] == pytest.approx(0.01)
+
+
+def test_library_api_run_is_delivered(collector: Collector, runner):
+    script = runner.script(
+        """
+        import time, microlog
+        def work():
+            time.sleep(0.2)
+        with microlog.enabled("pytest-enabled"):
+            work()
+        print("done")
+        """
+    )
+    env = child_env(server=collector.url, TRACER_SAMPLE_DELAY="0.01")
+    result = runner.run([str(script)], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"done\n"
+    assert "┃ Microlog: " + collector.url + "/#pytest-enabled/" in result.stderr.decode()
+    runs = [r for r in collector.get("/api/v1/runs") if r["label"] == "pytest-enabled"]
+    assert len(runs) == 1 and runs[0]["samples"] >= 10
