@@ -3,7 +3,9 @@
 #   make demo   build, start a standalone micrologd, profile an example, print its URL
 #   make test   build, then every test suite (C, Python, end-to-end, browser) twice:
 #               a normal build and an address+undefined sanitizer build
-#   make bench  the benchmarks in tests/bench (see tests/bench/README.md)
+#   make bench  the benchmarks in tests/bench (see tests/bench/README.md); BENCH="query ui" picks some
+#   make fuzz   one libFuzzer target for a while: make fuzz TARGET=wire SECONDS=600 (tests/fuzz/README.md)
+#   make test-tsan  the C unit tests and the end-to-end tests under the thread sanitizer
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +13,7 @@ VPY := $(VENV)/bin/python
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: build deps native venv ui demo test test-fast bench format clean stop-demo
+.PHONY: build deps native venv ui demo test test-fast bench format clean stop-demo fuzz fuzz-build test-tsan
 
 build: deps native ui venv
 
@@ -47,12 +49,45 @@ test: build
 	      -DPython3_EXECUTABLE=$(abspath $(VPY)) $(CMAKE_FLAGS)
 	cmake --build build-asan -j$(JOBS)
 	ctest --test-dir build-asan --output-on-failure -j2
+	$(MAKE) fuzz-build
+	ctest --test-dir build-fuzz -L fuzz --output-on-failure -j1
+
+# libFuzzer targets (clang): build-fuzz. FUZZ_SECONDS: each target's ctest run.
+FUZZ_SECONDS ?= 20
+TARGET ?= wire
+SECONDS ?= 600
+fuzz-build:
+	@bash deploy/install-deps.sh --test
+	CC=clang cmake -S . -B build-fuzz -DML_FUZZ=ON -DML_BUILD_PYEXT=OFF \
+	      -DML_FUZZ_SECONDS=$(FUZZ_SECONDS) -DPython3_EXECUTABLE=$(abspath $(PYTHON_FOR_FUZZ)) $(CMAKE_FLAGS)
+	cmake --build build-fuzz --target fuzz_all -j$(JOBS)
+
+PYTHON_FOR_FUZZ = $(shell command -v $(PYTHON))
+fuzz: fuzz-build
+	@test -d build-fuzz/tests/fuzz/seeds || ctest --test-dir build-fuzz -R fuzz/seeds --output-on-failure
+	tests/fuzz/run.sh build-fuzz $(TARGET) $(SECONDS)
+
+# Thread sanitizer: the collector, the client library and the extension
+# instrumented; the interpreter is not, so libtsan is preloaded into it.
+TSAN_LIB = $(shell gcc -print-file-name=libtsan.so)
+test-tsan: build
+	cmake -S . -B build-tsan -DML_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug \
+	      -DPython3_EXECUTABLE=$(abspath $(VPY)) $(CMAKE_FLAGS)
+	cmake --build build-tsan -j$(JOBS)
+	TSAN_OPTIONS="halt_on_error=1 die_after_fork=0" \
+	  ctest --test-dir build-tsan -L c -E client_test_unreachable --output-on-failure -j2
+	LD_PRELOAD=$(TSAN_LIB) TSAN_OPTIONS="halt_on_error=1 die_after_fork=0" \
+	  PYTHONPATH=$(abspath build-tsan/python) MICROLOGD=$(abspath build-tsan/collector/micrologd) \
+	  ML_BUILD_DIR=$(abspath build-tsan) ML_SOURCE_DIR=$(abspath .) ML_SANITIZE=thread \
+	  MICROLOG_AUTOSTART=0 MICROLOG_SPOOL_DIR=$(abspath build-tsan/test-spool/e2e) \
+	  $(VPY) -m pytest -q -p no:cacheprovider tests/e2e
 
 bench: build
-	$(VPY) tests/bench/run_all.py
+	@if [ -f tests/requirements-bench.txt ]; then $(VPY) -m pip install -q -r tests/requirements-bench.txt; fi
+	$(VPY) tests/bench/run_all.py $(BENCH)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-wheel frontend/dist
+	rm -rf build build-asan build-wheel build-fuzz build-tsan frontend/dist

@@ -10,7 +10,9 @@ function(ml_add_c_test name)
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA ml_warnings ml_sanitize)
   add_test(NAME c/${name} COMMAND ${name})
-  set_tests_properties(c/${name} PROPERTIES LABELS "c;unit" TIMEOUT 120)
+  # no collector is autostarted and no spool file lands in the user's home
+  set_tests_properties(c/${name} PROPERTIES LABELS "c;unit" TIMEOUT 120
+    ENVIRONMENT "MICROLOG_AUTOSTART=0;MICROLOG_SPOOL_DIR=${PROJECT_BINARY_DIR}/test-spool/c")
 endfunction()
 
 # ml_add_pytest(NAME DIR [LABELS ...] [TIMEOUT s]): a pytest directory run by
@@ -22,7 +24,8 @@ function(ml_add_pytest name dir)
   endif()
   set(env "PYTHONPATH=${ML_PYTHON_DIR}" "MICROLOGD=$<TARGET_FILE:micrologd>"
       "ML_SOURCE_DIR=${PROJECT_SOURCE_DIR}" "ML_BUILD_DIR=${PROJECT_BINARY_DIR}"
-      "ML_SANITIZE=${ML_SANITIZE}" "MICROLOG_AUTOSTART=0")
+      "ML_SANITIZE=${ML_SANITIZE}" "MICROLOG_AUTOSTART=0"
+      "MICROLOG_SPOOL_DIR=${PROJECT_BINARY_DIR}/test-spool/${name}")
   if(ML_SANITIZE STREQUAL "address")
     # The extension is instrumented; the interpreter is not, so the ASan
     # runtime must be loaded first. CPython's own allocations are not ours

@@ -9,11 +9,13 @@ packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libuv1-dev libnng-dev libh2o-dev libssl-dev
   libprotobuf-c-dev protobuf-c-compiler liblz4-dev libcurl4-openssl-dev
-  libjansson-dev libpcre2-dev libxxhash-dev libcmocka-dev
+  libjansson-dev libpcre2-dev libxxhash-dev libcmocka-dev libzstd-dev libexpat1-dev zlib1g-dev
   nodejs npm python3-venv clang-format
 )
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium)
+  # libFuzzer targets (tests/fuzz, make fuzz): clang 14 and its runtimes
+  packages+=(clang libclang-rt-14-dev)
 fi
 
 missing=()

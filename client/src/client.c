@@ -43,6 +43,8 @@ void ml_client_config_init(ml_client_config *cfg)
     cfg->buffer_max_bytes = 32u << 20;
     cfg->connect_timeout_ms = 2000;
     cfg->quiet = false;
+    cfg->spool_only = false;
+    cfg->spool_dir = NULL; /* MICROLOG_SPOOL_DIR is read when the spool is made */
 }
 
 static int64_t mono_ns(void)
@@ -59,12 +61,15 @@ static int copy_config(ml_client *c, const ml_client_config *cfg)
     c->server = strdup(cfg->server && *cfg->server ? cfg->server : ML_DEFAULT_SERVER);
     c->ingest = cfg->ingest && *cfg->ingest ? strdup(cfg->ingest) : NULL;
     c->token = cfg->token && *cfg->token ? strdup(cfg->token) : NULL;
+    c->spool_dir = cfg->spool_dir && *cfg->spool_dir ? strdup(cfg->spool_dir) : NULL;
     if (c->server == NULL || (cfg->ingest && *cfg->ingest && c->ingest == NULL) ||
-        (cfg->token && *cfg->token && c->token == NULL))
+        (cfg->token && *cfg->token && c->token == NULL) ||
+        (cfg->spool_dir && *cfg->spool_dir && c->spool_dir == NULL))
         return -ENOMEM;
     c->cfg.server = c->server;
     c->cfg.ingest = c->ingest;
     c->cfg.token = c->token;
+    c->cfg.spool_dir = c->spool_dir;
     return 0;
 }
 
@@ -111,6 +116,7 @@ void ml__client_destroy(ml_client *c)
     free(c->server);
     free(c->ingest);
     free(c->token);
+    free(c->spool_dir);
     free(c);
 }
 
@@ -157,7 +163,10 @@ int ml_client_new(const ml_client_config *cfg, const ml_run_info *run, ml_client
     }
     if (ml__transport_forked())
         c->no_transport = "the nng transport cannot be used again after fork()";
-    else if ((rv = start_sender(c)) != 0) {
+    /* without the network the sender thread still seals and spools */
+    c->snd.offline = c->no_transport != NULL || cfg->spool_only;
+    atomic_init(&c->to_disk, c->snd.offline);
+    if ((rv = start_sender(c)) != 0) {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         ml__client_destroy(c);

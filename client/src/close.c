@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -24,6 +25,59 @@ static void fill_result(ml_client *c, ml_client_result *r)
     r->dropped_samples = c->drop_samples + s->lost_samples;
     r->dropped_logs = c->drop_logs + s->lost_logs;
     snprintf(r->error, sizeof(r->error), "%s", c->error);
+    r->statuses = c->statuses;
+    r->spooled = s->spool_path != NULL;
+    if (r->spooled)
+        snprintf(r->spool_path, sizeof(r->spool_path), "%s", s->spool_path);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* p-th percentile (0..100) of the kept ack latencies, in us; 0 if none. */
+static uint32_t ack_percentile(const ml__sender *s, int p)
+{
+    size_t n = s->nack < ML__ACK_SAMPLES ? s->nack : ML__ACK_SAMPLES;
+    uint32_t v[ML__ACK_SAMPLES];
+    if (n == 0)
+        return 0;
+    memcpy(v, s->ack_us, n * sizeof(v[0]));
+    qsort(v, n, sizeof(v[0]), cmp_u32);
+    return v[(n - 1) * (size_t)p / 100];
+}
+
+/* MICROLOG_DEBUG_COUNTS=PATH: one JSON line per closed client, appended in
+ * one write(2) so that a parent and its children can share the file. */
+static void debug_counts(ml_client *c, const ml_client_result *r)
+{
+    const char *path = getenv("MICROLOG_DEBUG_COUNTS");
+    char line[1400];
+    if (path == NULL || *path == '\0')
+        return;
+    int n = snprintf(line, sizeof(line),
+                     "{\"run_uid\": \"%s\", \"run_id\": \"%s\", \"samples\": %llu, "
+                     "\"statuses\": %llu, \"logs\": %llu, \"dropped_samples\": %llu, "
+                     "\"dropped_logs\": %llu, \"delivered\": %s, \"spooled\": %s, "
+                     "\"batches_sent\": %llu, \"batches_acked\": %llu, "
+                     "\"leftover_files\": %llu, \"acks\": %zu, \"ack_p50_us\": %u, "
+                     "\"ack_p99_us\": %u}\n",
+                     c->run.uid, r->run_id, (unsigned long long)r->samples,
+                     (unsigned long long)r->statuses, (unsigned long long)r->logs,
+                     (unsigned long long)r->dropped_samples, (unsigned long long)r->dropped_logs,
+                     r->delivered ? "true" : "false", r->spooled ? "true" : "false",
+                     (unsigned long long)r->batches_sent, (unsigned long long)r->batches_acked,
+                     (unsigned long long)c->snd.leftover_files, c->snd.nack,
+                     ack_percentile(&c->snd, 50), ack_percentile(&c->snd, 99));
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    if (n > 0 && n < (int)sizeof(line) && write(fd, line, (size_t)n) < 0) {
+        /* a debugging aid only */
+    }
+    close(fd);
 }
 
 static int close_status(ml_client *c, const ml_client_result *r)
@@ -32,6 +86,8 @@ static int close_status(ml_client *c, const ml_client_result *r)
         return 0;
     if (c->no_transport != NULL)
         return -ENOTSUP;
+    if (c->snd.offline)
+        return -EINPROGRESS; /* spool only: saved for a later delivery */
     if (c->snd.failed)
         return c->conn_err ? c->conn_err : -EIO;
     if (!r->collector_reached && !atomic_load(&c->pipe_seen))
@@ -48,10 +104,28 @@ static void warn(ml_client *c, const ml_client_result *r)
     const char *where = c->ingest ? c->ingest : c->server;
     const char *reason = c->conn_reason[0] ? c->conn_reason : "no answer in time";
     bool partial = c->snd.batches_acked > 0;
-    char line[600];
+    char line[1400];
     int n;
 
-    if (c->no_transport != NULL)
+    if (r->spooled) {
+        char why[300];
+        if (c->snd.offline)
+            snprintf(why, sizeof(why), "this process does not use the network (%s)",
+                     c->no_transport ? c->no_transport : "spool only");
+        else if (c->snd.failed)
+            snprintf(why, sizeof(why), "the collector at %s refused this run (%s)", where, reason);
+        else if (!r->collector_reached)
+            snprintf(why, sizeof(why), "collector unreachable at %s (%s)", where, reason);
+        else
+            snprintf(why, sizeof(why),
+                     "the collector at %s did not acknowledge the whole run in "
+                     "time (%s)",
+                     where, reason);
+        n = snprintf(line, sizeof(line),
+                     "Microlog: %s; run saved to %s; it will appear at %s/#%s once a collector "
+                     "imports it (micrologd --standalone imports its spool at start-up)\n",
+                     why, r->spool_path, c->server, r->run_id);
+    } else if (c->no_transport != NULL)
         n = snprintf(line, sizeof(line),
                      "Microlog: cannot send from this forked process (%s); this run was not "
                      "recorded\n",
@@ -96,6 +170,7 @@ static int close_run(ml_client *c, int exit_status, uint32_t timeout_ms, bool qu
     c->close_rv = close_status(c, &c->result);
     if (c->close_rv != 0 && !quiet)
         warn(c, &c->result);
+    debug_counts(c, &c->result);
     c->closed = true;
     return c->close_rv;
 }

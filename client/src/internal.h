@@ -13,6 +13,9 @@
  *   discover.c  GET <server>/api/v1/ingest with libcurl
  *   seal.c      hands the batch under construction to the sender (swap, pack, queue)
  *   sender.c    the sender thread: nng REQ socket, OpenRun, batches, CloseRun
+ *   spool.c     spool files: the run's own spool, replay, leftover files
+ *   deliver.c   the sender's spool side: what goes to disk, replay, leftovers
+ *   autostart.c starts a local `micrologd --standalone` when none answers
  *   client.c    configuration, ml_client_new and the run identity accessors
  *   record.c    the recording functions (interning, samples, status, logs)
  *   close.c     ml_client_close, ml_client_free, ml_client_forget_after_fork
@@ -35,6 +38,7 @@
 #include <nng/nng.h>
 
 #include "microlog/client.h"
+#include "spool_format.h"
 #include "wire.h"
 
 /* ---- limits ---------------------------------------------------------------- */
@@ -45,6 +49,7 @@
 #define ML__LOG_MAX (256u << 10)      /* longer log messages are cut */
 #define ML__STACK_MAX 65536           /* frames per stack */
 #define ML__BATCH_HARD_MAX (8u << 20) /* estimated bytes of one batch, whatever the config */
+#define ML__ACK_SAMPLES 4096          /* ack latencies kept (a ring) */
 
 /* ---- alloc.c: counted allocation ------------------------------------------- */
 
@@ -248,9 +253,17 @@ typedef enum ml__reqkind { ML__REQ_OPEN = 1, ML__REQ_BATCH, ML__REQ_CLOSE } ml__
 
 /* One packed request. Batches keep their bytes (and so their call id) until
  * acknowledged: a retry sends the very same envelope. */
+typedef enum ml__source {
+    ML__SRC_MEMORY = 0, /* the queue, or open_req / close_req */
+    ML__SRC_SPOOL,      /* read back from the run's own spool file */
+    ML__SRC_LEFTOVER,   /* read from another run's spool file */
+} ml__source;
+
 typedef struct ml__req {
     struct ml__req *next;
     ml__reqkind kind;
+    ml__source source;
+    uint64_t spool_next; /* spooled requests: offset of the record after this one */
     uint8_t *data;
     size_t len;
     uint64_t seq; /* batches */
@@ -275,6 +288,57 @@ void ml__queue_push(ml__queue *q, ml__req *r);
 ml__req *ml__queue_pop(ml__queue *q);
 /* Frees every queued request, adding what they held to *samples / *logs. */
 void ml__queue_drop_all(ml__queue *q, uint64_t *samples, uint64_t *logs);
+
+/* ---- spool.c ---------------------------------------------------------------- */
+
+/* An open spool file: the writer's (fd holds the flock) or a reader's. */
+typedef struct ml__spool {
+    int fd; /* -1: none */
+    char *path;
+    uint64_t size; /* bytes in the file (writer: written and synced) */
+    uint64_t off;  /* the next record to replay */
+    unsigned records;
+} ml__spool;
+
+#define ML__SPOOL_SKIP_MAX 32
+
+/* Leftover files this client gave up on (by inode), so it does not retry
+ * them in a loop. */
+typedef struct ml__spool_skip {
+    uint64_t ino[ML__SPOOL_SKIP_MAX];
+    size_t n, next;
+} ml__spool_skip;
+
+void ml__spool_init(ml__spool *sp);
+/* The spool directory: cfg->spool_dir, else MICROLOG_SPOOL_DIR, else
+ * $HOME/.microlog/spool. 0, -ENOENT (no HOME) or -ENAMETOOLONG. */
+int ml__spool_dir(const ml_client_config *cfg, char *out, size_t outlen);
+/* Creates <dir>/<uid>-<n>-<pid>.mlspool (and dir), locks it and writes the
+ * file magic and the META record naming server. 0 or -errno. */
+int ml__spool_create(ml__spool *sp, const char *dir, const char *uid, const char *server);
+/* Appends one record; sync: fdatasync before returning. On error the file
+ * is cut back to its previous size. 0 or -errno. */
+int ml__spool_append(ml__spool *sp, uint32_t kind, uint64_t seq, uint64_t call_id,
+                     const uint8_t *data, size_t len, bool sync);
+/* Reads the record at off: on success *data is malloc'd (rec->len bytes)
+ * and *next is the following offset. -ENODATA at the end, -EBADMSG at a
+ * torn or corrupt record, -ENOMEM. */
+int ml__spool_read(const ml__spool *sp, uint64_t off, ml_spool_rec *rec, uint8_t **data,
+                   uint64_t *next);
+/* Opens and locks a finished spool file; reads its META record into server
+ * and positions off after it. -EAGAIN when locked by someone else. */
+int ml__spool_open_leftover(ml__spool *sp, const char *path, char *server, size_t serverlen);
+/* Finds, opens and locks the first spool file in dir meant for server that
+ * is not own_path and not skipped. 0, -ENOENT (none) or -errno. */
+int ml__spool_find_leftover(const char *dir, const char *own_path, const char *server,
+                            const ml__spool_skip *skip, ml__spool *out);
+void ml__spool_skip_add(ml__spool_skip *skip, const ml__spool *sp);
+/* Closes the file (releasing the lock) and keeps it on disk. */
+void ml__spool_close(ml__spool *sp);
+/* Removes the file (while still holding the lock) and closes it. */
+void ml__spool_remove(ml__spool *sp);
+/* ml__spool_close and frees the path. */
+void ml__spool_free(ml__spool *sp);
 
 /* ---- runinfo.c -------------------------------------------------------------- */
 
@@ -354,6 +418,24 @@ typedef struct ml__sender {
     uint64_t carry_samples, carry_logs; /* dropped, to report in the next batch */
     uint64_t lost_samples, lost_logs;   /* sealed then lost (overflow, never acknowledged) */
     uint64_t batches_sent, batches_acked;
+
+    /* spooling (deliver.c) */
+    bool offline;            /* never use the network: spool_only, or a forked process */
+    bool spooling;           /* new batches go to the own spool, not to memory */
+    bool close_spooled;      /* CloseRun is in the own spool */
+    bool spool_failed;       /* the spool cannot be written: losses are counted */
+    ml__spool own;           /* the run's own spool file (fd -1: none open) */
+    char *spool_path;        /* where the run was left on disk, once final */
+    ml__req *replay;         /* a request read from a spool, until acknowledged */
+    ml__spool left;          /* a leftover spool file being delivered */
+    ml__spool_skip skip;     /* leftover files given up on */
+    int64_t left_scan_at;    /* ms, monotonic: no directory scan before */
+    uint64_t leftover_files; /* leftover files delivered and removed */
+    /* acknowledgement latency of the latest requests (us), for the debug
+     * counts and the transport benchmark */
+    int64_t sent_us;
+    uint32_t ack_us[ML__ACK_SAMPLES];
+    size_t nack;
 } ml__sender;
 
 struct ml_client {
@@ -361,8 +443,8 @@ struct ml_client {
      * touches nothing (the mutex may be held by a thread that is gone) */
     atomic_bool forked;
     /* immutable after ml_client_new */
-    char *server, *ingest, *token;
-    ml_client_config cfg; /* its strings point to the three above */
+    char *server, *ingest, *token, *spool_dir;
+    ml_client_config cfg; /* its strings point to the four above */
     ml__run run;
     int64_t start_mono_ns;
     const char *no_transport; /* non-NULL: why this process cannot send at all */
@@ -371,6 +453,7 @@ struct ml_client {
     _Atomic(const char *) run_id;
     atomic_bool reached;   /* some reply came back from the collector */
     atomic_bool pipe_seen; /* some nng connection was made */
+    atomic_bool to_disk;   /* sealed batches go to the spool, not the memory queue */
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* wakes the sender: batch full, aio done, close */
@@ -383,7 +466,7 @@ struct ml_client {
     int exit_status;
     int64_t end_time_us;
     int64_t deadline;                 /* ms, monotonic */
-    uint64_t samples, logs;           /* accepted */
+    uint64_t samples, logs, statuses; /* accepted */
     uint64_t drop_samples, drop_logs; /* refused by the recording functions */
     int first_err;
     char error[256];
@@ -407,8 +490,9 @@ struct ml_client {
  * the sender thread must not be running. */
 void ml__client_destroy(ml_client *c);
 
-/* Monotonic milliseconds. */
+/* Monotonic milliseconds, microseconds. */
 int64_t ml__mono_ms(void);
+int64_t ml__clock_us(void);
 /* Records err as the first error (if none yet) with a printf-style reason.
  * Takes the client mutex: never call with it held. */
 void ml__client_error(ml_client *c, int err, const char *fmt, ...)
@@ -422,6 +506,34 @@ void ml__client_conn_error(ml_client *c, int err, const char *fmt, ...)
 void ml__seal(ml_client *c);
 
 /* sender.c */
+/* Packs this run's CloseRun request (counts as of now). NULL on ENOMEM. */
+ml__req *ml__close_request(ml_client *c);
+/* Packs this run's OpenRun request. NULL on ENOMEM. */
+ml__req *ml__open_request(ml_client *c);
+
+/* deliver.c: the spool side of the sender thread. */
+/* Writes a packed batch (with data) to the run's own spool, creating the
+ * spool on first use. 0 or -errno (then nothing was written). */
+int ml__spool_batch(ml_client *c, const ml__req *r);
+/* The next request to replay from the own spool (appending CloseRun to it
+ * once the last batch is sealed), or NULL. Sets s->replay. */
+ml__req *ml__spool_next(ml_client *c);
+/* The next record of a leftover spool file meant for this collector, or
+ * NULL (scans the directory at most every few seconds). Sets s->replay. */
+ml__req *ml__leftover_next(ml_client *c);
+/* s->replay was acknowledged: moves past it. */
+void ml__replay_acked(ml_client *c);
+/* The collector refused s->replay from a leftover file for good: the file
+ * stays for a collector's import, this client stops trying it. */
+void ml__leftover_give_up(ml_client *c);
+/* At the end of the run: everything not acknowledged (queue, CloseRun)
+ * goes to the own spool, which is then closed and left for delivery. */
+void ml__spool_rest(ml_client *c);
+
+/* autostart.c: when server names this machine and MICROLOG_AUTOSTART is not
+ * "0", starts `micrologd --standalone --http HOST:PORT` detached (once per
+ * process). True when it started one. Sender thread. */
+bool ml__autostart(ml_client *c);
 /* True in a process forked after nng was used: nng aborts if used again. */
 bool ml__transport_forked(void);
 void *ml__sender_main(void *arg);

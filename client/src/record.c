@@ -37,8 +37,14 @@ static size_t unsealed_locked(const ml_client *c)
 static bool room_locked(ml_client *c, size_t more)
 {
     size_t now = unsealed_locked(c) + more;
-    if (c->no_transport != NULL || now > ML__BATCH_HARD_MAX)
+    if (now > ML__BATCH_HARD_MAX)
         return false;
+    /* batches go to disk (or will, once sealed, when the queue is full):
+     * only the batch under construction is in memory, and it is sealed
+     * once it reaches batch_max_bytes */
+    if (atomic_load_explicit(&c->to_disk, memory_order_relaxed) ||
+        now <= 2 * c->cfg.batch_max_bytes)
+        return true;
     return now + atomic_load_explicit(&c->snd.queue.bytes, memory_order_relaxed) <=
            c->cfg.buffer_max_bytes;
 }
@@ -130,6 +136,8 @@ int ml_client_status(ml_client *c, const ml_status *st)
         return rv;
     if (!room_locked(c, 64) || ml__batch_add_status(c->active, st) != 0)
         rv = -ENOBUFS; /* the protocol has no counter for lost ticks */
+    else
+        c->statuses++;
     unlock_and_signal(c);
     return rv;
 }

@@ -4,10 +4,13 @@
  * then packs it and queues the envelope outside the mutex.
  *
  * The queue is bounded by cfg.buffer_max_bytes. A batch that does not fit
- * loses its records (counted), but never its definitions: later batches
- * refer to them, so they are queued anyway in a batch of their own that
- * also reports the loss. queue_overflow() is the seam where a later issue
- * spools the whole batch to disk instead.
+ * goes to the run's spool file (deliver.c), and so does every later one
+ * until the spool has been replayed; so do all batches of a client that
+ * never uses the network (spool_only, forked) or whose collector refused
+ * the run. Only when the spool cannot be written either does a batch lose
+ * its records (counted), but never its definitions: later batches refer to
+ * them, so they are queued anyway in a batch of their own that also
+ * reports the loss.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -36,6 +39,18 @@ static int queue_packed(ml_client *c, const ml__batch *b, bool with_data, uint64
     return 0;
 }
 
+/* Writes the packed batch to the spool. 0 or -errno (data stays ours). */
+static int spool_packed(ml_client *c, const ml__batch *b, uint64_t seq, uint64_t call_id,
+                        uint8_t *data, size_t len)
+{
+    ml__req r = {.kind = ML__REQ_BATCH, .data = data, .len = len, .seq = seq, .call_id = call_id};
+    int rv = ml__spool_batch(c, &r);
+    if (rv == 0)
+        c->snd.seq = seq;
+    (void)b;
+    return rv;
+}
+
 /* The batch does not fit (or could not be packed): its records are lost.
  * Spooling to disk goes here. */
 static void queue_overflow(ml_client *c, ml__batch *b, uint64_t seq, uint64_t call_id)
@@ -55,8 +70,12 @@ static void queue_overflow(ml_client *c, ml__batch *b, uint64_t seq, uint64_t ca
     b->dropped_samples += b->nsamples;
     b->dropped_logs += b->nlogs;
     int rv = ml__batch_pack(b, c->run.uid, seq, false, call_id, c->token, &data, &len);
-    if (rv == 0)
+    if (rv == 0 && (s->failed || s->offline || s->spooling)) {
+        rv = spool_packed(c, b, seq, call_id, data, len);
+        free(data);
+    } else if (rv == 0) {
         rv = queue_packed(c, b, false, seq, call_id, data, len);
+    }
     if (rv != 0) {
         /* without these definitions later batches cannot be understood */
         ml__client_conn_error(c, rv, "cannot encode batch %llu: %s", (unsigned long long)seq,
@@ -65,7 +84,7 @@ static void queue_overflow(ml_client *c, ml__batch *b, uint64_t seq, uint64_t ca
     }
 }
 
-/* Packs b and queues it, or hands it to queue_overflow. */
+/* Packs b and queues or spools it, or hands it to queue_overflow. */
 static void queue_or_overflow(ml_client *c, ml__batch *b)
 {
     ml__sender *s = &c->snd;
@@ -73,17 +92,16 @@ static void queue_or_overflow(ml_client *c, ml__batch *b)
     uint8_t *data;
     size_t len;
 
-    if (s->failed) {
-        s->lost_samples += b->nsamples;
-        s->lost_logs += b->nlogs;
-        return;
-    }
     int rv = ml__batch_pack(b, c->run.uid, seq, true, call_id, c->token, &data, &len);
     if (rv == 0) {
         size_t queued = atomic_load(&s->queue.bytes);
-        if (s->queue.count == 0 || queued + len <= c->cfg.buffer_max_bytes) {
+        bool to_disk = s->failed || s->offline || s->spooling;
+        if (!to_disk && (s->queue.count == 0 || queued + len <= c->cfg.buffer_max_bytes)) {
             if (queue_packed(c, b, true, seq, call_id, data, len) == 0)
                 return;
+        } else if (spool_packed(c, b, seq, call_id, data, len) == 0) {
+            free(data);
+            return;
         } else {
             free(data);
         }

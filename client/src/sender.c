@@ -36,6 +36,13 @@ bool ml__transport_forked(void)
     return pid != 0 && pid != (int)getpid();
 }
 
+int64_t ml__clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t ml__mono_ms(void)
 {
     struct timespec ts;
@@ -49,12 +56,20 @@ void ml__sender_init(ml__sender *s)
     atomic_init(&s->queue.bytes, 0);
     s->backoff = BACKOFF_MIN;
     s->discover_backoff = BACKOFF_MIN;
+    ml__spool_init(&s->own);
+    ml__spool_init(&s->left);
 }
 
 void ml__sender_close(ml__sender *s)
 {
     uint64_t ignored = 0;
     ml__queue_drop_all(&s->queue, &ignored, &ignored);
+    ml__req_free(s->replay);
+    s->replay = NULL;
+    ml__spool_free(&s->own);
+    ml__spool_free(&s->left);
+    free(s->spool_path);
+    s->spool_path = NULL;
     ml__req_free(s->open_req);
     ml__req_free(s->close_req);
     free(s->ingest);
@@ -81,12 +96,12 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 /* ---- failures --------------------------------------------------------------- */
 
-/* Nothing more will be sent: what is queued is lost. */
+/* Nothing more will be sent over the network: what is queued and what
+ * comes next goes to the spool (finish), for a collector that takes it. */
 static void fail_permanently(ml_client *c)
 {
     ml__sender *s = &c->snd;
     s->failed = true;
-    ml__queue_drop_all(&s->queue, &s->lost_samples, &s->lost_logs);
 }
 
 /* An attempt that began after the close request failed: if the collector was
@@ -143,6 +158,12 @@ static void on_status(ml_client *c, ml__req *r, const Microlog__V1__Envelope *e)
     int err = ml__err_from_status(e->status);
     const char *detail = e->error && *e->error ? e->error : "";
 
+    if (r->source == ML__SRC_LEFTOVER && ml__status_permanent(e->status)) {
+        s->inflight = NULL;
+        s->recv_phase = false;
+        ml__leftover_give_up(c); /* another run's problem: ours goes on */
+        return;
+    }
     if (ml__status_permanent(e->status)) {
         s->inflight = NULL;
         s->recv_phase = false;
@@ -160,6 +181,10 @@ static void on_status(ml_client *c, ml__req *r, const Microlog__V1__Envelope *e)
 static bool on_ok(ml_client *c, ml__req *r, const ml_wire_msg *w)
 {
     ml__sender *s = &c->snd;
+    if (r->source == ML__SRC_LEFTOVER) {
+        ml__replay_acked(c); /* another run: only the status matters */
+        return true;
+    }
     if (r->kind == ML__REQ_OPEN) {
         Microlog__V1__OpenRunReply *o =
             microlog__v1__open_run_reply__unpack(NULL, w->payload_len, w->payload);
@@ -177,7 +202,10 @@ static bool on_ok(ml_client *c, ml__req *r, const ml_wire_msg *w)
             ml__client_error(c, -EIO, "the collector stored batches only up to %llu of %llu",
                              (unsigned long long)b->acked_seq, (unsigned long long)r->seq);
         microlog__v1__batch_reply__free_unpacked(b, NULL);
-        ml__req_free(ml__queue_pop(&s->queue));
+        if (r->source == ML__SRC_MEMORY)
+            ml__req_free(ml__queue_pop(&s->queue));
+        else
+            ml__replay_acked(c);
         s->batches_acked++;
     } else {
         Microlog__V1__CloseRunReply *cr =
@@ -188,6 +216,8 @@ static bool on_ok(ml_client *c, ml__req *r, const ml_wire_msg *w)
         s->close_acked = true;
         s->close_complete = cr->complete;
         microlog__v1__close_run_reply__free_unpacked(cr, NULL);
+        if (r->source == ML__SRC_SPOOL)
+            ml__replay_acked(c);
     }
     return true;
 }
@@ -211,6 +241,7 @@ static void on_reply(ml_client *c, const uint8_t *buf, size_t len)
     } else if (!on_ok(c, r, &w)) {
         request_failed(c, -EBADMSG, "malformed reply to");
     } else {
+        s->ack_us[s->nack++ % ML__ACK_SAMPLES] = (uint32_t)(ml__clock_us() - s->sent_us);
         s->inflight = NULL;
         s->recv_phase = false;
         s->backoff = BACKOFF_MIN;
@@ -283,6 +314,8 @@ static void socket_open(ml_client *c)
     if ((rv = nng_req0_open(&s->sock)) != 0)
         goto fail;
     s->sock_open = true;
+    /* a reply is small; anything near the envelope limit is not one */
+    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, ML_WIRE_MAX_MESSAGE);
     nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, redial < 50 ? redial : 50);
     nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, redial);
     if ((rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe, c)) != 0 ||
@@ -323,6 +356,10 @@ static void discover(ml_client *c)
     if (rv == 0)
         return;
     ml__client_conn_error(c, rv, "%s", err);
+    if (rv == -ECONNREFUSED && ml__autostart(c)) {
+        s->discover_at = ml__mono_ms() + BACKOFF_MIN; /* it takes a moment to listen */
+        return;
+    }
     if (permanent) {
         fail_permanently(c);
         return;
@@ -335,8 +372,7 @@ static void discover(ml_client *c)
 
 /* ---- requests --------------------------------------------------------------- */
 
-/* Packs CloseRun once every batch is queued. NULL when out of memory. */
-static ml__req *close_request(ml_client *c)
+ml__req *ml__close_request(ml_client *c)
 {
     ml__sender *s = &c->snd;
     Microlog__V1__CloseRun m = MICROLOG__V1__CLOSE_RUN__INIT;
@@ -360,7 +396,7 @@ static ml__req *close_request(ml_client *c)
     return r;
 }
 
-static ml__req *open_request(ml_client *c)
+ml__req *ml__open_request(ml_client *c)
 {
     uint64_t call_id = ++c->snd.next_call_id;
     uint8_t *data;
@@ -377,19 +413,24 @@ static ml__req *open_request(ml_client *c)
 static ml__req *next_request(ml_client *c)
 {
     ml__sender *s = &c->snd;
+    ml__req *r;
     if (!s->opened) {
-        if (s->open_req == NULL && (s->open_req = open_request(c)) == NULL)
+        if (s->open_req == NULL && (s->open_req = ml__open_request(c)) == NULL)
             ml__client_error(c, -ENOMEM, "out of memory encoding OpenRun");
         return s->open_req;
     }
+    if (s->replay != NULL) /* read from a spool, not acknowledged yet */
+        return s->replay;
     if (s->queue.head != NULL)
         return s->queue.head;
-    if (s->final_sealed && !s->close_acked) {
-        if (s->close_req == NULL && (s->close_req = close_request(c)) == NULL)
+    if ((r = ml__spool_next(c)) != NULL)
+        return r;
+    if (s->final_sealed && !s->close_acked && !s->close_spooled) {
+        if (s->close_req == NULL && (s->close_req = ml__close_request(c)) == NULL)
             ml__client_error(c, -ENOMEM, "out of memory encoding CloseRun");
         return s->close_req;
     }
-    return NULL;
+    return ml__leftover_next(c);
 }
 
 static void send_request(ml_client *c, ml__req *r)
@@ -405,6 +446,7 @@ static void send_request(ml_client *c, ml__req *r)
         return;
     }
     memcpy(nng_msg_body(m), r->data, r->len);
+    s->sent_us = ml__clock_us();
     if (r->kind == ML__REQ_BATCH && !r->sent)
         s->batches_sent++;
     r->sent = true;
@@ -416,7 +458,9 @@ static void send_request(ml_client *c, ml__req *r)
 /* True when a request could start now or at retry_at. */
 static bool has_request(const ml__sender *s)
 {
-    return !s->opened || s->queue.head != NULL || (s->final_sealed && !s->close_acked);
+    return !s->opened || s->queue.head != NULL || (s->final_sealed && !s->close_acked) ||
+           s->replay != NULL || (s->spooling && s->own.fd >= 0 && s->own.off < s->own.size) ||
+           s->left.fd >= 0;
 }
 
 /* Moves the connection forward by one step; may block in discovery. */
@@ -424,7 +468,7 @@ static void step(ml_client *c)
 {
     ml__sender *s = &c->snd;
     int64_t now = ml__mono_ms();
-    if (s->failed || s->inflight != NULL)
+    if (s->failed || s->offline || s->inflight != NULL)
         return;
     if (s->ingest == NULL) {
         if (now >= s->discover_at)
@@ -441,7 +485,7 @@ static void step(ml_client *c)
     ml__req *r = next_request(c);
     if (r != NULL)
         send_request(c, r);
-    else if (has_request(s))
+    else if (has_request(s) && s->left.fd < 0)
         backoff(s); /* could not encode it: out of memory */
 }
 
@@ -489,7 +533,8 @@ static void wait_for_work(ml_client *c, wake *w)
 static bool close_finished(ml_client *c)
 {
     const ml__sender *s = &c->snd;
-    return s->close_acked || s->failed || (s->closing_failure && !atomic_load(&c->reached));
+    return s->close_acked || s->failed || s->offline ||
+           (s->closing_failure && !atomic_load(&c->reached));
 }
 
 /* Closing ran out of time: says why, unless an attempt already did. The
@@ -524,9 +569,10 @@ static void finish(ml_client *c)
         }
         s->inflight = NULL;
     }
-    note_timeout(c);
+    if (!s->offline)
+        note_timeout(c);
     socket_close(s);
-    ml__queue_drop_all(&s->queue, &s->lost_samples, &s->lost_logs);
+    ml__spool_rest(c);
 }
 
 void *ml__sender_main(void *arg)

@@ -8,9 +8,13 @@
 
 #include "http.h"
 #include "ingest.h"
+#include "spool.h"
 #include "live.h"
 #include "log.h"
 #include "mem.h"
+#include "retention.h"
+#include "s3.h"
+#include "s3_sync.h"
 
 bool ml_host_is_loopback(const char *host)
 {
@@ -54,10 +58,24 @@ static int load_index(ml_collector *c)
     for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {
         ml_run *r = v;
         r->last_activity = now;
+        /* After a crash run.json may be behind its journal (or rebuilt
+         * from it): recompute the progress of every unfinished run now, so
+         * the index is exact and a torn journal tail is cut before any
+         * client appends. */
+        if ((r->status == ML_RUN_LIVE || r->dirty) && ml_collector_ensure_live(c, r) == 0) {
+            ml_live_release(r);
+            if (r->dirty)
+                ml_store_write_meta(&c->store, r);
+        }
         live += r->status == ML_RUN_LIVE;
     }
     ml_info("index: %d runs (%zu live) under %s", n, live, c->store.runs_dir);
     return 0;
+}
+
+static int sync_cb(void *arg)
+{
+    return ml_collector_sync(arg);
 }
 
 static int start_listeners(ml_collector *c, const ml_collector_config *cfg)
@@ -74,6 +92,8 @@ static int start_listeners(ml_collector *c, const ml_collector_config *cfg)
                              &c->ingest);
         if (rv != 0)
             return rv;
+        ml_ingest_set_flush(c->ingest, sync_cb);
+        c->group_commit = true;
     }
     if (cfg->http && (rv = ml_http_start(c, cfg->http, cfg->allow_remote, &c->http)) != 0)
         return rv;
@@ -103,6 +123,21 @@ int ml_collector_start(ml_collector *c, uv_loop_t *loop, const ml_collector_conf
     }
     if ((rv = load_index(c)) != 0 || (rv = start_listeners(c, cfg)) != 0)
         return rv;
+    if (cfg->spool_dir) { /* runs left on disk by clients that could not reach us */
+        c->spool_dir = ml_xstrdup(cfg->spool_dir);
+        ml_spool_import_dir(c, c->spool_dir);
+        c->spool_scan_at = uv_now(loop) + ML_SPOOL_SCAN_MS;
+    }
+    c->retain_days = cfg->retain_days;
+    c->retain_bytes = cfg->retain_bytes;
+    if (cfg->s3) {
+        if ((rv = ml_s3_new(loop, cfg->s3, &c->s3)) != 0)
+            return rv;
+        c->s3_list_ms = cfg->s3_list_ms ? cfg->s3_list_ms : ML_S3_LIST_MS;
+        ml_s3sync_start(c);
+        ml_info("s3: bucket %s, prefix \"%s\", listing every %u ms", cfg->s3->bucket,
+                cfg->s3->prefix, c->s3_list_ms);
+    }
     uint32_t every = cfg->housekeeping_ms ? cfg->housekeeping_ms : ML_HOUSEKEEPING_MS;
     uv_timer_start(&c->housekeeping, on_housekeeping, every, every);
     return 0;
@@ -120,10 +155,46 @@ const char *ml_collector_http_url(const ml_collector *c)
     return c->http ? ml_http_url(c->http) : NULL;
 }
 
+void ml_collector_note_unsynced(ml_collector *c, ml_run *r)
+{
+    for (size_t i = c->nunsynced; i > 0; i--)
+        if (c->unsynced[i - 1] == r)
+            return;
+    ml_xgrow((void **)&c->unsynced, &c->capunsynced, c->nunsynced + 1, sizeof(ml_run *));
+    c->unsynced[c->nunsynced++] = r;
+}
+
+int ml_collector_sync(ml_collector *c)
+{
+    int rv = 0;
+    for (size_t i = 0; i < c->nunsynced; i++) {
+        ml_run *r = c->unsynced[i];
+        if (r->live == NULL || r->live->journal == NULL)
+            continue; /* released after a synced CloseRun: nothing pending */
+        int e = ml_journal_sync(r->live->journal);
+        if (e != 0) {
+            ml_error("run %s: journal sync failed: %s; reloading it", r->id, strerror(-e));
+            ml_live_release(r);
+            rv = rv ? rv : e;
+        }
+    }
+    c->nunsynced = 0;
+    return rv;
+}
+
 int ml_collector_ensure_live(ml_collector *c, ml_run *r)
 {
     if (r->live)
         return 0;
+    if (r->recorded || r->remote || r->compacting) {
+        /* Finished and compacted (or being compacted): nothing more is
+         * appended. A complete run still acks resends of its batches. */
+        if (r->status != ML_RUN_COMPLETE)
+            return -EROFS;
+        r->live = ml_xcalloc(1, sizeof(ml_live));
+        r->live->acked_seq = r->last_seq;
+        return 0;
+    }
     char *path = ml_store_run_path(&c->store, r, ML_RUN_JOURNAL_FILE);
     int rv = ml_live_open(r, path);
     if (rv != 0)
@@ -159,10 +230,31 @@ void ml_collector_housekeeping(ml_collector *c)
             ml_live_release(r); /* closed, late batches done: free its state */
         if (r->dirty)
             ml_store_write_meta(&c->store, r);
+        /* An incomplete run waits a second timeout before it is
+         * compacted (read-only): its client may still come back. */
+        bool settled = r->status == ML_RUN_COMPLETE ||
+                       now - r->last_activity >= 2 * (uint64_t)c->live_timeout_ms;
+        if (r->status != ML_RUN_LIVE && r->live == NULL && !r->recorded && !r->remote && settled)
+            ml_collector_compact(c, r);
+        if (c->s3 && r->recorded && !r->uploaded && !r->uploading && !r->remote)
+            ml_s3sync_upload(c, r); /* backs off by itself after failures */
+    }
+    ml_s3sync_housekeeping(c);
+    ml_retention_enforce(c);
+    if (c->spool_dir && now >= c->spool_scan_at) {
+        ml_spool_import_dir(c, c->spool_dir);
+        c->spool_scan_at = uv_now(c->loop) + ML_SPOOL_SCAN_MS;
     }
 }
 
 int ml_collector_delete_run(ml_collector *c, ml_run *r)
+{
+    if (r->remote || r->uploaded || r->uploading)
+        ml_s3sync_delete(c, r);
+    return ml_collector_delete_run_local(c, r);
+}
+
+int ml_collector_delete_run_local(ml_collector *c, ml_run *r)
 {
     ml_live_release(r);
     ml_query_forget(&c->query, r->id);
@@ -183,6 +275,16 @@ static void close_done(ml_collector *c)
         c->closed_cb(c);
 }
 
+void ml_collector_run_recorded(ml_collector *c, ml_run *r)
+{
+    ml_s3sync_upload(c, r);
+}
+
+void ml_collector_release_pending(ml_collector *c)
+{
+    close_done(c);
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     close_done(h->data);
@@ -199,13 +301,14 @@ void ml_collector_close(ml_collector *c, void (*closed)(ml_collector *c))
 {
     c->closing = true;
     c->closed_cb = closed;
-    c->close_pending = 1;
+    c->close_pending++; /* compactions and uploads in flight hold their own */
     if (c->ingest) {
         ml_ingest_close(c->ingest);
         c->ingest = NULL;
     }
     uv_timer_stop(&c->housekeeping);
     uv_close((uv_handle_t *)&c->housekeeping, on_timer_closed);
+    ml_s3sync_close(c);
     /* Flush: every changed run.json written, every journal closed. */
     void *v;
     for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {
@@ -228,5 +331,7 @@ void ml_collector_dispose(ml_collector *c)
     free(c->team);
     free(c->ui_dir);
     free(c->ingest_advertise);
+    free(c->spool_dir);
+    free(c->unsynced);
     memset(c, 0, sizeof(*c));
 }

@@ -43,22 +43,34 @@
 /* A live run whose client sent nothing for this long is marked incomplete. */
 #define ML_LIVE_TIMEOUT_MS 60000
 #define ML_HOUSEKEEPING_MS 1000
+/* How often the spool directory is scanned for runs to import. */
+#define ML_SPOOL_SCAN_MS 2000
+/* How often the bucket is listed for runs other collectors uploaded. */
+#define ML_S3_LIST_MS 30000
 
 typedef struct ml_collector_config {
-    const char *data_dir;         /* required */
-    const char *team;             /* NULL: "local" */
-    const char *http;             /* HOST:PORT; NULL: no HTTP server */
-    const char *ingest;           /* nng URL; NULL: no ingest listener */
-    const char *ingest_advertise; /* announced instead of the bound URL; NULL: bound URL */
-    const char *ui_dir;           /* static files; NULL or missing: built-in page */
-    bool allow_remote;            /* allow non-loopback listeners */
-    uint32_t live_timeout_ms;     /* 0: ML_LIVE_TIMEOUT_MS */
-    uint32_t housekeeping_ms;     /* 0: ML_HOUSEKEEPING_MS */
-    int ingest_contexts;          /* 0: ML_INGEST_CONTEXTS */
+    const char *data_dir;          /* required */
+    const char *team;              /* NULL: "local" */
+    const char *http;              /* HOST:PORT; NULL: no HTTP server */
+    const char *ingest;            /* nng URL; NULL: no ingest listener */
+    const char *ingest_advertise;  /* announced instead of the bound URL; NULL: bound URL */
+    const char *ui_dir;            /* static files; NULL or missing: built-in page */
+    bool allow_remote;             /* allow non-loopback listeners */
+    uint32_t live_timeout_ms;      /* 0: ML_LIVE_TIMEOUT_MS */
+    uint32_t housekeeping_ms;      /* 0: ML_HOUSEKEEPING_MS */
+    int ingest_contexts;           /* 0: ML_INGEST_CONTEXTS */
+    const struct ml_s3_config *s3; /* the bucket (s3.h); NULL: local disk only */
+    uint32_t s3_list_ms;           /* 0: ML_S3_LIST_MS */
+    uint32_t retain_days;          /* 0: keep runs of any age */
+    uint64_t retain_bytes;         /* per team; 0: no limit */
+    const char *spool_dir;         /* clients' spool files to import (spool.h); NULL: none */
 } ml_collector_config;
 
 typedef struct ml_http ml_http;
 typedef struct ml_ingest ml_ingest;
+struct ml_s3;
+struct pending_delete;
+struct ml_s3_fetch;
 
 typedef struct ml_collector {
     uv_loop_t *loop;
@@ -72,6 +84,24 @@ typedef struct ml_collector {
     ml_ingest *ingest; /* NULL when not listening */
     ml_http *http;     /* NULL when not serving */
     uv_timer_t housekeeping;
+    bool group_commit; /* batches are synced by ml_collector_sync() before acks */
+    ml_run **unsynced; /* runs with journal records awaiting the group sync */
+    size_t nunsynced, capunsynced;
+    /* S3 (s3_sync.c); s3 is NULL without a bucket. */
+    struct ml_s3 *s3;
+    uv_timer_t s3_timer; /* periodic listing */
+    uint32_t s3_list_ms;
+    uint32_t s3_round; /* listings started */
+    bool s3_listing;
+    int s3_uploads; /* in flight */
+    struct pending_delete *s3_deletes;
+    struct ml_s3_fetch *s3_fetches;
+    /* Retention (retention.c): 0 means no limit. */
+    uint32_t retain_days;
+    uint64_t retain_bytes;
+    /* Spool import (spool.c): NULL when this collector imports none. */
+    char *spool_dir;
+    uint64_t spool_scan_at; /* uv_now of the next periodic scan */
     bool closing;
     int close_pending; /* handles still closing */
     void (*closed_cb)(struct ml_collector *c);
@@ -104,14 +134,42 @@ void ml_collector_dispose(ml_collector *c);
  * releases their ingest state. */
 void ml_collector_housekeeping(ml_collector *c);
 
+/* Group commit: remembers that r's journal has records appended without
+ * sync (ingest, between handling a request and sending its reply). */
+void ml_collector_note_unsynced(ml_collector *c, ml_run *r);
+
+/* Makes every noted journal durable (one fdatasync each). A run whose sync
+ * failed loses its unsynced records and its ingest state (reloaded from
+ * the journal on the next request), and the call returns that -errno so
+ * the pending replies are not sent. Returns 0 or -errno. Loop thread. */
+int ml_collector_sync(ml_collector *c);
+
 /* Loads r's ingest state from its journal when not loaded yet. Returns 0
  * or -errno. */
 int ml_collector_ensure_live(ml_collector *c, ml_run *r);
 
-/* Deletes run r from disk, the index and the caches, and frees it.
+/* Deletes run r everywhere it is stored: its objects in the bucket (run.json
+ * first; retried until they are gone), then from disk, the index and the
+ * caches, and frees it.
  * Returns 0 or -errno (the run stays indexed when the files could not be
  * removed). */
 int ml_collector_delete_run(ml_collector *c, ml_run *r);
+
+/* Deletes run r from this collector only (disk, index, caches), not from
+ * the bucket, and frees it. Returns 0 or -errno. */
+int ml_collector_delete_run_local(ml_collector *c, ml_run *r);
+
+/* Schedules the compaction of a finished run (journal -> recording) on
+ * the thread pool; no-op for a live, compacting or recorded run. Returns
+ * 0 or -errno (recording_task.c). */
+int ml_collector_compact(ml_collector *c, ml_run *r);
+
+/* Called on the loop once r's recording is durable and its journal gone:
+ * starts the S3 upload when a bucket is configured. */
+void ml_collector_run_recorded(ml_collector *c, ml_run *r);
+
+/* Drops one close_pending reference (an async job finished). */
+void ml_collector_release_pending(ml_collector *c);
 
 /* True when host (an IP literal or "localhost") is a loopback address. */
 bool ml_host_is_loopback(const char *host);

@@ -1,11 +1,9 @@
 /*
- * The whole-run call tree (ml_query_flamegraph). Samples are first counted
- * per stack id, then each distinct stack is walked once from the root, so
- * the cost grows with the number of distinct stacks, not of samples. Tree
- * nodes are merged by function: (parent, name, file, first line); a node's
- * value is the time of all samples through it, its self the time of the
- * samples that end in it.
+ * The call tree (flamegraph.h) and the flame graph answer.
  */
+#include "flamegraph.h"
+
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,24 +11,6 @@
 
 #include "json.h"
 #include "mem.h"
-#include "query.h"
-
-/* Weight of one sample when the run did not say (TRACER_SAMPLE_DELAY). */
-#define DEFAULT_SAMPLE_PERIOD 0.05
-
-typedef struct node {
-    uint32_t parent, name, file, first_line, line;
-    uint64_t value, self; /* in samples */
-    uint32_t *children;
-    size_t nchildren, capchildren;
-} node;
-
-typedef struct tree {
-    node *nodes; /* nodes[0] is the root "all" */
-    size_t n, cap;
-    uint32_t *slots; /* open addressing: node index + 1, 0 = empty */
-    size_t nslots;
-} tree;
 
 static uint64_t node_hash(uint32_t parent, uint32_t name, uint32_t file, uint32_t first_line)
 {
@@ -38,13 +18,13 @@ static uint64_t node_hash(uint32_t parent, uint32_t name, uint32_t file, uint32_
     return XXH64(key, sizeof(key), 0);
 }
 
-static void rehash(tree *t)
+static void rehash(ml_ftree *t)
 {
     free(t->slots);
     t->nslots = t->nslots ? t->nslots * 2 : 1024;
     t->slots = ml_xcalloc(t->nslots, sizeof(uint32_t));
     for (size_t i = 1; i < t->n; i++) {
-        node *nd = &t->nodes[i];
+        ml_fnode *nd = &t->nodes[i];
         size_t k = node_hash(nd->parent, nd->name, nd->file, nd->first_line) & (t->nslots - 1);
         while (t->slots[k])
             k = (k + 1) & (t->nslots - 1);
@@ -52,23 +32,23 @@ static void rehash(tree *t)
     }
 }
 
-/* The child of parent for frame f, created when missing. */
-static uint32_t child_of(tree *t, uint32_t parent, const ml_frame *f)
+/* The child of parent for frame f (id fid), created when missing. */
+static uint32_t child_of(ml_ftree *t, uint32_t parent, const ml_frame *f, uint32_t func)
 {
     uint32_t first = f->first_line ? f->first_line : f->line;
     size_t k = node_hash(parent, f->name, f->file, first) & (t->nslots - 1);
     for (; t->slots[k]; k = (k + 1) & (t->nslots - 1)) {
-        node *nd = &t->nodes[t->slots[k] - 1];
+        ml_fnode *nd = &t->nodes[t->slots[k] - 1];
         if (nd->parent == parent && nd->name == f->name && nd->file == f->file &&
             nd->first_line == first)
             return t->slots[k] - 1;
     }
-    ml_xgrow((void **)&t->nodes, &t->cap, t->n + 1, sizeof(node));
+    ml_xgrow((void **)&t->nodes, &t->cap, t->n + 1, sizeof(ml_fnode));
     uint32_t idx = (uint32_t)t->n++;
-    t->nodes[idx] = (node){
-        .parent = parent, .name = f->name, .file = f->file, .first_line = first, .line = first};
+    t->nodes[idx] = (ml_fnode){
+        .parent = parent, .name = f->name, .file = f->file, .first_line = first, .func = func};
     t->slots[k] = idx + 1;
-    node *p = &t->nodes[parent];
+    ml_fnode *p = &t->nodes[parent];
     ml_xgrow((void **)&p->children, &p->capchildren, p->nchildren + 1, sizeof(uint32_t));
     p->children[p->nchildren++] = idx;
     /* Keep the table at most half full. */
@@ -77,97 +57,129 @@ static uint32_t child_of(tree *t, uint32_t parent, const ml_frame *f)
     return idx;
 }
 
-static void add_stack(tree *t, const ml_model *m, const ml_stack *st, uint64_t count)
+typedef struct fbuild {
+    ml_ftree *t;
+    const ml_qrun *q;
+    uint32_t node[ML_CALLS_MAX_DEPTH]; /* tree node of each open level */
+} fbuild;
+
+/* ml_calls_walk enter: a call adds its clipped duration to its path. */
+static void enter_call(void *arg, size_t level, uint32_t func, int64_t start, int64_t end)
 {
-    uint32_t cur = 0;
-    t->nodes[0].value += count;
-    for (uint32_t i = 0; i < st->n; i++) {
-        const ml_frame *f = ml_model_frame(m, st->frames[i]);
-        static const ml_frame unknown = {0, 0, 0, 0, 0};
-        cur = child_of(t, cur, f ? f : &unknown);
-        t->nodes[cur].value += count;
-    }
-    t->nodes[cur].self += count;
+    static const ml_frame unknown = {0, 0, 0, 0, 0};
+    fbuild *b = arg;
+    const ml_frame *f = ml_model_frame(b->q->model, func);
+    uint32_t parent = level ? b->node[level - 1] : 0;
+    uint32_t nd = child_of(b->t, parent, f ? f : &unknown, func);
+    b->t->nodes[nd].value += (uint64_t)(end - start);
+    if (level == 0)
+        b->t->nodes[0].value += (uint64_t)(end - start);
+    b->node[level] = nd;
 }
 
-typedef struct sort_ctx {
-    const tree *t;
-    const ml_model *m;
-} sort_ctx;
-
-static sort_ctx sorting; /* qsort has no context argument; loop thread only */
+static const ml_ftree *sorting_tree; /* qsort has no context; loop thread only */
+static const ml_model *sorting_model;
 
 static int cmp_children(const void *a, const void *b)
 {
-    const node *x = &sorting.t->nodes[*(const uint32_t *)a];
-    const node *y = &sorting.t->nodes[*(const uint32_t *)b];
+    const ml_fnode *x = &sorting_tree->nodes[*(const uint32_t *)a];
+    const ml_fnode *y = &sorting_tree->nodes[*(const uint32_t *)b];
     if (x->value != y->value)
         return x->value > y->value ? -1 : 1;
-    return strcmp(ml_model_string(sorting.m, x->name), ml_model_string(sorting.m, y->name));
+    return strcmp(ml_model_string(sorting_model, x->name), ml_model_string(sorting_model, y->name));
 }
 
-static json_t *node_json(const tree *t, const ml_model *m, uint32_t idx, double period)
+void ml_ftree_build(ml_ftree *t, const ml_qrun *q, const ml_qwindow *w)
 {
-    const node *nd = &t->nodes[idx];
-    json_t *o = json_object();
-    if (idx == 0) {
-        ml_json_set(o, "name", ml_json_str("all"));
-    } else {
-        ml_json_set(o, "name", ml_json_str(ml_model_string(m, nd->name)));
-        ml_json_set(o, "file", ml_json_str(ml_model_string(m, nd->file)));
-        ml_json_set(o, "line", json_integer(nd->line));
+    memset(t, 0, sizeof(*t));
+    ml_xgrow((void **)&t->nodes, &t->cap, 1, sizeof(ml_fnode));
+    t->nodes[0] = (ml_fnode){0};
+    t->n = 1;
+    rehash(t);
+    fbuild b = {.t = t, .q = q};
+    int64_t ws = w ? w->start : INT64_MIN, we = w ? w->end : INT64_MAX;
+    const ml_calls *c = q->calls;
+    for (size_t id = 1; id < c->nthreads; id++)
+        if (c->threads[id].n && ml_qwindow_has_thread(w, (uint32_t)id))
+            ml_calls_walk(&c->threads[id], ws, we, enter_call, NULL, &b);
+    /* Self = total - children: children lie inside their parent, so this
+     * is the time the path was the whole stack. */
+    for (size_t i = 1; i < t->n; i++)
+        t->nodes[i].self = t->nodes[i].value;
+    for (size_t i = 1; i < t->n; i++) {
+        ml_fnode *p = &t->nodes[t->nodes[i].parent];
+        p->self = p->self > t->nodes[i].value ? p->self - t->nodes[i].value : 0;
     }
-    ml_json_set(o, "value", json_real((double)nd->value * period));
-    ml_json_set(o, "self", json_real((double)nd->self * period));
-    sorting = (sort_ctx){t, m};
-    if (nd->nchildren > 1)
-        qsort(nd->children, nd->nchildren, sizeof(uint32_t), cmp_children);
-    json_t *children = json_array();
-    for (size_t i = 0; i < nd->nchildren; i++)
-        json_array_append_new(children, node_json(t, m, nd->children[i], period));
-    ml_json_set(o, "children", children);
-    return o;
+    t->nodes[0].self = 0;
+    sorting_tree = t;
+    sorting_model = q->model;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->nodes[i].nchildren > 1)
+            qsort(t->nodes[i].children, t->nodes[i].nchildren, sizeof(uint32_t), cmp_children);
 }
 
-static bool thread_selected(const uint32_t *threads, size_t n, uint32_t id)
+size_t ml_ftree_path(const ml_ftree *t, uint32_t node, uint32_t *out, size_t cap)
 {
-    if (n == 0)
-        return true;
-    for (size_t i = 0; i < n; i++)
-        if (threads[i] == id)
-            return true;
-    return false;
+    size_t n = 0;
+    for (uint32_t k = node; k != 0; k = t->nodes[k].parent)
+        n++;
+    size_t depth = n < cap ? n : cap, i = n;
+    for (uint32_t k = node; k != 0; k = t->nodes[k].parent)
+        if (--i < depth)
+            out[i] = t->nodes[k].func;
+    return depth;
 }
 
-json_t *ml_query_flamegraph(const ml_model *m, const ml_run *r, const uint32_t *threads, size_t n)
+void ml_ftree_dispose(ml_ftree *t)
 {
-    double period = r->sample_period > 0 ? r->sample_period : m->sample_period;
-    if (period <= 0)
-        period = DEFAULT_SAMPLE_PERIOD;
-    /* Samples per stack id; stack 0 (idle, no Python frame) is left out. */
-    uint64_t *counts = ml_xcalloc(m->nstacks + 1, sizeof(uint64_t));
-    for (size_t i = 0; i < m->nsamples; i++) {
-        uint32_t s = m->sample_stack[i];
-        if (s != 0 && s < m->nstacks && thread_selected(threads, n, m->sample_thread[i]))
-            counts[s]++;
+    for (size_t i = 0; i < t->n; i++)
+        free(t->nodes[i].children);
+    free(t->nodes);
+    free(t->slots);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Depth-first with an explicit stack: deep recursion in the profiled
+ * program must not become deep recursion here. */
+static json_t *tree_json(const ml_ftree *t, const ml_model *m, double unit)
+{
+    size_t n = t->n;
+    json_t **objs = ml_xcalloc(n, sizeof(json_t *));
+    for (size_t i = 0; i < n; i++) {
+        const ml_fnode *nd = &t->nodes[i];
+        json_t *o = json_object();
+        if (i == 0) {
+            ml_json_set(o, "name", ml_json_str("all"));
+        } else {
+            ml_json_set(o, "name", ml_json_str(ml_model_string(m, nd->name)));
+            ml_json_set(o, "file", ml_json_str(ml_model_string(m, nd->file)));
+            ml_json_set(o, "line", json_integer(nd->first_line));
+            ml_json_set(o, "first_line", json_integer(nd->first_line));
+        }
+        ml_json_set(o, "value", json_real((double)nd->value * unit));
+        ml_json_set(o, "self", json_real((double)nd->self * unit));
+        ml_json_set(o, "children", json_array());
+        objs[i] = o;
     }
-    tree t = {0};
-    ml_xgrow((void **)&t.nodes, &t.cap, 1, sizeof(node));
-    t.nodes[0] = (node){0};
-    t.n = 1;
-    rehash(&t);
-    for (size_t s = 1; s < m->nstacks; s++)
-        if (counts[s])
-            add_stack(&t, m, &m->stacks[s], counts[s]);
-    free(counts);
+    for (size_t i = 0; i < n; i++) {
+        json_t *children = json_object_get(objs[i], "children");
+        for (size_t k = 0; k < t->nodes[i].nchildren; k++)
+            json_array_append_new(children, objs[t->nodes[i].children[k]]);
+    }
+    json_t *root = objs[0];
+    free(objs);
+    return root;
+}
+
+json_t *ml_query_flamegraph_window(const ml_qrun *q, const ml_qwindow *w)
+{
+    ml_ftree t;
+    ml_ftree_build(&t, q, w);
     json_t *out = json_object();
-    ml_json_set(out, "run", ml_json_str(r->id));
-    ml_json_set(out, "total", json_real((double)t.nodes[0].value * period));
-    ml_json_set(out, "sample_period", json_real(period));
-    ml_json_set(out, "root", node_json(&t, m, 0, period));
-    for (size_t i = 0; i < t.n; i++)
-        free(t.nodes[i].children);
-    free(t.nodes);
-    free(t.slots);
+    ml_json_set(out, "run", ml_json_str(q->run->id));
+    ml_json_set(out, "total", json_real((double)t.nodes[0].value / 1e6));
+    ml_json_set(out, "sample_period", json_real(q->period));
+    ml_json_set(out, "root", tree_json(&t, q->model, 1e-6));
+    ml_ftree_dispose(&t);
     return out;
 }

@@ -30,6 +30,8 @@ static const char *reason(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 500:
+        return "Internal Server Error";
     default:
         return "Internal Server Error";
     }
@@ -37,6 +39,15 @@ static const char *reason(int status)
 
 static void send_body(h2o_req_t *req, int status, const char *type, const char *body, size_t len)
 {
+    ml_http_send_raw(req, status, type, body, len, NULL);
+}
+
+void ml_http_send_raw(h2o_req_t *req, int status, const char *type, const char *body, size_t len,
+                      const char *disposition)
+{
+    if (disposition)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_DISPOSITION, NULL,
+                       disposition, strlen(disposition));
     req->res.status = status;
     req->res.reason = reason(status);
     req->res.content_length = len;
@@ -117,6 +128,7 @@ static void configure(ml_http *h)
     h2o_hostconf_t *host =
         h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     add_handler(h, host, "/healthz", ml_http_health_on_req);
+    add_handler(h, host, "/metrics", ml_http_metrics_on_req);
     add_handler(h, host, "/api", ml_http_api_on_req);
     const char *ui = h->c->ui_dir;
     if (ui && ml_is_dir(ui)) {
@@ -305,6 +317,7 @@ void ml_http_close(ml_http *h, ml_http_closed_cb cb, void *arg)
 {
     h->closed_cb = cb;
     h->closed_arg = arg;
+    ml_http_live_close(h);
     uv_close((uv_handle_t *)&h->listener, NULL);
     /* Not h2o_context_request_shutdown(): in h2o 2.2 it arms an HTTP/2
      * graceful-shutdown timer that h2o_context_dispose() then asserts on.

@@ -8,6 +8,7 @@
 #define ML_COLLECTOR_INDEX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "map.h"
 #include "run.h"
@@ -21,6 +22,10 @@
 typedef struct ml_index {
     ml_map by_id;  /* id -> ml_run (owned) */
     ml_map by_uid; /* uid -> the same ml_run */
+    /* Every run newest first, rebuilt on the first listing after a change
+     * (start time and id never change, so order only changes by adds
+     * and removes); NULL when stale. */
+    ml_run **sorted;
 } ml_index;
 
 void ml_index_init(ml_index *x);
@@ -42,8 +47,11 @@ ml_run *ml_index_find_uid(const ml_index *x, const char *uid);
 /* Number of runs. */
 size_t ml_index_count(const ml_index *x);
 
-/* Adds every run of the store. Returns the number added or -errno. */
-int ml_index_load(ml_index *x, const ml_store *s);
+/* Adds every run of the store: from its index log (store.h) when that is
+ * present and sound, else by scanning every run.json, after which the log
+ * is rewritten. A log with many superseded lines is compacted. Leaves the
+ * log open for appending. Returns the number added or -errno. */
+int ml_index_load(ml_index *x, ml_store *s);
 
 typedef struct ml_filter ml_filter;
 
@@ -62,5 +70,35 @@ int ml_filter_match(ml_filter *f, const ml_run *r);
  * id), at most limit (0: no limit). *out is a malloc'd array of borrowed
  * pointers, owned by the caller. Returns the count. */
 size_t ml_index_list(const ml_index *x, ml_filter *f, size_t limit, ml_run ***out);
+
+/* A listing: every condition set must hold. Strings are borrowed. */
+typedef struct ml_index_query {
+    ml_filter *filter;          /* regex over "<id> <host> <user>", or NULL */
+    const char *team, *label;   /* exact, or NULL */
+    const char *host, *user;    /* exact, or NULL */
+    int status;                 /* an ml_run_status, or -1 for any */
+    int64_t since_us, until_us; /* start time in [since, until); 0: unbounded */
+    size_t offset, limit;       /* the page; limit 0: to the end */
+    char *owned[5];             /* strings ml_index_query_parse() allocated */
+} ml_index_query;
+
+/* Fills q with "everything" (no condition, whole list). */
+void ml_index_query_init(ml_index_query *q);
+
+/* Fills q from a URL query string (without "?"): filter, team, label,
+ * host, user, status (live|complete|incomplete), since and until (unix
+ * seconds), offset, limit. Returns 0, or -EINVAL with a message in err.
+ * Either way release q with ml_index_query_dispose(). */
+int ml_index_query_parse(ml_index_query *q, const char *query, size_t len, char *err,
+                         size_t errlen);
+
+/* Frees what ml_index_query_parse() allocated. */
+void ml_index_query_dispose(ml_index_query *q);
+
+/* The page [offset, offset + limit) of the runs matching q, newest first.
+ * *out is a malloc'd array of borrowed pointers owned by the caller;
+ * *total (may be NULL) gets the number of matches before paging. Returns
+ * the page's length. */
+size_t ml_index_query_run(const ml_index *x, const ml_index_query *q, ml_run ***out, size_t *total);
 
 #endif

@@ -34,6 +34,7 @@ struct ml_ingest {
     slot *slots;
     int nslots;
     ml_ingest_handler fn;
+    int (*flush)(void *arg); /* group commit hook, may be NULL */
     void *arg;
     char *url;
     atomic_bool closing;
@@ -106,8 +107,10 @@ static void on_aio(void *arg)
     nng_ctx_recv(s->ctx, s->aio);
 }
 
-/* Loop thread: answers one request and hands the slot back to nng. */
-static void serve(ml_ingest *in, slot *s)
+/* Loop thread: answers one request; the reply waits in s->msg until
+ * send_reply() (after the group commit). Returns false when the slot went
+ * straight back to receiving. */
+static bool serve(ml_ingest *in, slot *s)
 {
     uint8_t *reply = NULL;
     size_t reply_len = 0;
@@ -122,17 +125,38 @@ static void serve(ml_ingest *in, slot *s)
         free(reply);
         s->state = SLOT_RECV;
         nng_ctx_recv(s->ctx, s->aio);
-        return;
+        return false;
     }
     free(reply);
+    s->msg = msg;
+    return true;
+}
+
+/* Loop thread: sends the reply serve() left in s->msg, or drops it. */
+static void send_reply(slot *s, bool ok)
+{
+    nng_msg *msg = s->msg;
+    s->msg = NULL;
+    if (!ok) {
+        nng_msg_free(msg);
+        s->state = SLOT_RECV;
+        nng_ctx_recv(s->ctx, s->aio);
+        return;
+    }
     s->state = SLOT_SEND;
     nng_aio_set_msg(s->aio, msg);
     nng_ctx_send(s->ctx, s->aio);
 }
 
+void ml_ingest_set_flush(ml_ingest *in, int (*flush)(void *arg))
+{
+    in->flush = flush;
+}
+
 static void on_async(uv_async_t *h)
 {
     ml_ingest *in = h->data;
+    slot *done = NULL, **tail = &done; /* answered, reply not sent yet */
     for (;;) {
         pthread_mutex_lock(&in->mu);
         slot *s = in->head;
@@ -149,7 +173,19 @@ static void on_async(uv_async_t *h)
             s->msg = NULL;
             continue;
         }
-        serve(in, s);
+        if (serve(in, s)) {
+            s->next = NULL;
+            *tail = s;
+            tail = &s->next;
+        }
+    }
+    bool ok = done == NULL || in->flush == NULL || in->flush(in->arg) == 0;
+    if (!ok)
+        ml_error("ingest: storage sync failed; replies dropped (clients resend)");
+    while (done) {
+        slot *s = done;
+        done = s->next;
+        send_reply(s, ok);
     }
 }
 

@@ -35,6 +35,12 @@ typedef struct ml_ingest ml_ingest;
 int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_handler fn,
                     void *arg, ml_ingest **out);
 
+/* Group commit (optional): after the loop has handled every queued
+ * request, flush(arg) runs before any of their replies is sent, so one
+ * fdatasync can cover them all. A nonzero return drops those replies (the
+ * clients time out and resend; resends are idempotent). Loop thread. */
+void ml_ingest_set_flush(ml_ingest *in, int (*flush)(void *arg));
+
 /* The URL clients dial: url with the port nng actually bound. Borrowed. */
 const char *ml_ingest_url(const ml_ingest *in);
 

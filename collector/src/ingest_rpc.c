@@ -208,10 +208,12 @@ static void store_batch(ml_collector *c, ml_run *r, const Microlog__V1__Batch *b
                   (unsigned long long)r->last_seq);
     } else if (ml_batch_validate(r->live, b, why, sizeof(why)) != 0) {
         set_error(res, ST(INVALID_ARGUMENT), "batch %llu: %s", (unsigned long long)b->seq, why);
-    } else if ((rv = ml_journal_append(r->live->journal, ML_JOURNAL_BATCH, payload, len, true)) !=
-               0) {
+    } else if ((rv = ml_journal_append(r->live->journal, ML_JOURNAL_BATCH, payload, len,
+                                       !c->group_commit)) != 0) {
         storage_error(res, "cannot store the batch", rv);
     } else {
+        /* With group commit the ack waits for ml_collector_sync(). */
+        ml_collector_note_unsynced(c, r);
         ml_live_commit_batch(r->live, r, b);
         if (r->status == ML_RUN_INCOMPLETE && !r->closed) {
             ml_info("run %s: the client is back; live again", r->id);

@@ -15,7 +15,9 @@
 
 struct ml_journal {
     int fd;
-    uint64_t size; /* invariant: end of the last complete record */
+    uint64_t size;   /* invariant: end of the last complete record */
+    uint64_t synced; /* invariant: synced <= size; bytes below are durable */
+    int lost;        /* -errno when unsynced records were cut away; reported by sync */
 };
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -159,7 +161,7 @@ int ml_journal_open(const char *path, ml_journal **out)
     }
     ml_journal *j = ml_xcalloc(1, sizeof(*j));
     j->fd = fd;
-    j->size = end;
+    j->size = j->synced = end;
     *out = j;
     return 0;
 fail:
@@ -198,13 +200,48 @@ int ml_journal_append(ml_journal *j, uint8_t type, const void *payload, size_t l
         rv = -errno;
     free(rec);
     if (rv != 0) {
-        /* Never leave a partial record behind a good prefix. */
-        if (ftruncate(j->fd, (off_t)j->size) != 0)
+        /* Never leave a partial record behind a good prefix. A failed
+         * fdatasync may have lost earlier unsynced records too: cut back to
+         * what is known durable. */
+        uint64_t keep = sync ? j->synced : j->size;
+        if (keep < j->size)
+            j->lost = rv;
+        if (ftruncate(j->fd, (off_t)keep) != 0)
             ml_error("journal: cannot cut back a failed append: %s", strerror(errno));
+        j->size = keep;
         return rv;
     }
     j->size += total;
+    if (sync)
+        j->synced = j->size;
     return 0;
+}
+
+int ml_journal_sync(ml_journal *j)
+{
+    if (j->lost) {
+        int rv = j->lost;
+        j->lost = 0;
+        return rv;
+    }
+    if (j->synced == j->size)
+        return 0;
+    if (fdatasync(j->fd) != 0) {
+        int rv = -errno;
+        /* After a failed fdatasync the kernel may have dropped the dirty
+         * pages: nothing past the last good sync can be trusted. */
+        if (ftruncate(j->fd, (off_t)j->synced) != 0)
+            ml_error("journal: cannot cut back after a failed sync: %s", strerror(errno));
+        j->size = j->synced;
+        return rv;
+    }
+    j->synced = j->size;
+    return 0;
+}
+
+bool ml_journal_pending(const ml_journal *j)
+{
+    return j->synced != j->size || j->lost != 0;
 }
 
 uint64_t ml_journal_size(const ml_journal *j)

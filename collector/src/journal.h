@@ -55,6 +55,18 @@ int ml_journal_append(ml_journal *j, uint8_t type, const void *payload, size_t l
 /* Size of the file: the offset just after the last valid record. */
 uint64_t ml_journal_size(const ml_journal *j);
 
+/* Group commit: records appended with sync == false are written but not
+ * yet durable. ml_journal_sync() makes every such record durable with one
+ * fdatasync; a caller acknowledges them only after it returns 0. On
+ * failure the file is cut back to the last durable size (the unsynced
+ * records are gone: the caller must forget what it derived from them,
+ * e.g. by releasing and reloading the run's ingest state).
+ * Returns 0 (also when nothing was pending) or -errno. */
+int ml_journal_sync(ml_journal *j);
+
+/* True when records were appended since the last successful sync. */
+bool ml_journal_pending(const ml_journal *j);
+
 /* Closes the file and frees j (NULL is fine). */
 void ml_journal_close(ml_journal *j);
 

@@ -1,5 +1,7 @@
 #include "json.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,7 +99,8 @@ int64_t ml_json_get_int(const json_t *obj, const char *key, int64_t def)
     json_t *v = json_object_get(obj, key);
     if (json_is_integer(v))
         return json_integer_value(v);
-    if (json_is_real(v))
+    /* an out-of-range double -> int64 conversion is undefined (fuzz_run_json) */
+    if (json_is_real(v) && json_real_value(v) > -9.2e18 && json_real_value(v) < 9.2e18)
         return (int64_t)json_real_value(v);
     return def;
 }
@@ -116,4 +119,63 @@ char *ml_json_dump(const json_t *v, size_t *len)
     if (len)
         *len = strlen(s);
     return s;
+}
+
+void ml_sbuf_add(ml_sbuf *b, const char *s, size_t n)
+{
+    ml_xgrow((void **)&b->p, &b->cap, b->n + n + 1, 1);
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+void ml_sbuf_puts(ml_sbuf *b, const char *s)
+{
+    ml_sbuf_add(b, s, strlen(s));
+}
+
+void ml_sbuf_printf(ml_sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof(tmp)) {
+        ml_sbuf_add(b, tmp, (size_t)n);
+        return;
+    }
+    ml_xgrow((void **)&b->p, &b->cap, b->n + (size_t)n + 1, 1);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->n, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)n;
+}
+
+void ml_sbuf_json(ml_sbuf *b, const json_t *v)
+{
+    size_t len;
+    char *s = ml_json_dump(v, &len);
+    ml_sbuf_add(b, s, len);
+    free(s);
+}
+
+void ml_sbuf_jstr(ml_sbuf *b, const char *s)
+{
+    json_t *v = ml_json_str(s);
+    ml_sbuf_json(b, v);
+    json_decref(v);
+}
+
+char *ml_sbuf_take(ml_sbuf *b, size_t *len)
+{
+    if (b->p == NULL)
+        ml_sbuf_add(b, "", 0);
+    char *p = b->p;
+    if (len)
+        *len = b->n;
+    memset(b, 0, sizeof(*b));
+    return p;
 }

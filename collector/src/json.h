@@ -38,4 +38,30 @@ double ml_json_get_real(const json_t *obj, const char *key, double def);
  * owned by the caller. Never NULL. */
 char *ml_json_dump(const json_t *v, size_t *len);
 
+/* A growable text buffer for answers too large to build as jansson
+ * values (the timeline, exports). p is NUL-terminated, owned by the
+ * buffer until taken. */
+typedef struct ml_sbuf {
+    char *p;
+    size_t n, cap;
+} ml_sbuf;
+
+/* Appends n bytes. */
+void ml_sbuf_add(ml_sbuf *b, const char *s, size_t n);
+
+/* Appends a C string. */
+void ml_sbuf_puts(ml_sbuf *b, const char *s);
+
+/* Appends formatted text. */
+void ml_sbuf_printf(ml_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Appends v serialized compactly (no reference taken). */
+void ml_sbuf_json(ml_sbuf *b, const json_t *v);
+
+/* Appends s (NULL: "") as a JSON string literal, invalid UTF-8 replaced. */
+void ml_sbuf_jstr(ml_sbuf *b, const char *s);
+
+/* Hands the text to the caller (malloc'd, *len bytes) and resets b. */
+char *ml_sbuf_take(ml_sbuf *b, size_t *len);
+
 #endif

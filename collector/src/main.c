@@ -22,6 +22,7 @@
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "s3.h"
 
 #define EXIT_USAGE 2
 
@@ -34,21 +35,35 @@ static const char usage[] =
     "  --standalone            single-user mode (the default): no configuration,\n"
     "                          no authentication, loopback only\n"
     "  --data-dir DIR          where runs are stored (default ~/.microlog)\n"
+    "  --spool-dir DIR         import the runs clients spooled there (default with the\n"
+    "                          default data dir: $MICROLOG_SPOOL_DIR or ~/.microlog/spool)\n"
     "  --http HOST:PORT        HTTP address (default " ML_DEFAULT_HTTP "; port 0 picks one)\n"
     "  --ingest URL            nng address for clients (default " ML_DEFAULT_INGEST ")\n"
     "  --ingest-advertise URL  ingest address announced by GET /api/v1/ingest\n"
     "  --ui DIR                web UI files (default: the built UI, if any)\n"
     "  --allow-remote          allow listening on non-loopback addresses\n"
+    "  --live-timeout SECONDS  a live run silent this long is closed as incomplete (60)\n"
+    "  --retain-days DAYS      delete runs started more than DAYS days ago\n"
+    "  --retain-bytes BYTES    keep at most BYTES (K, M, G suffixes) of runs per team,\n"
+    "                          deleting the oldest finished runs first\n"
+    "  --s3-list-interval SECONDS  how often the S3 bucket is listed for runs other\n"
+    "                          collectors uploaded (30)\n"
     "  --ready-file PATH       once listening, write {\"http\",\"ingest\",\"pid\"} there\n"
     "  --verbose               log debug messages\n"
     "  --help                  show this help\n"
-    "  --version               show the version\n";
+    "  --version               show the version\n"
+    "\n"
+    "S3 (many collectors, one bucket; docs/storage.md): MICROLOG_S3_ROOT=s3://bucket/prefix,\n"
+    "MICROLOG_S3_REGION, MICROLOG_S3_ENDPOINT (S3-compatible server, path-style),\n"
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY[/AWS_SESSION_TOKEN] or ~/.aws/credentials\n"
+    "(AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE).\n";
 
 typedef struct options {
     ml_collector_config cfg;
     const char *ready_file;
     char *data_dir; /* owned defaults */
     char *ui_dir;
+    char *spool_dir;
 } options;
 
 static char *default_data_dir(void)
@@ -87,16 +102,35 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, options *o)
 {
-    enum { O_DATA = 256, O_HTTP, O_INGEST, O_ADVERTISE, O_UI, O_READY, O_REMOTE, O_STANDALONE };
+    enum {
+        O_SPOOL = 200,
+        O_DATA = 256,
+        O_HTTP,
+        O_INGEST,
+        O_ADVERTISE,
+        O_UI,
+        O_READY,
+        O_REMOTE,
+        O_STANDALONE,
+        O_LIVE_TIMEOUT,
+        O_RETAIN_DAYS,
+        O_RETAIN_BYTES,
+        O_S3_LIST
+    };
     static const struct option longopts[] = {
         {"standalone", no_argument, NULL, O_STANDALONE},
         {"data-dir", required_argument, NULL, O_DATA},
+        {"spool-dir", required_argument, NULL, O_SPOOL},
         {"http", required_argument, NULL, O_HTTP},
         {"ingest", required_argument, NULL, O_INGEST},
         {"ingest-advertise", required_argument, NULL, O_ADVERTISE},
         {"ui", required_argument, NULL, O_UI},
         {"ready-file", required_argument, NULL, O_READY},
         {"allow-remote", no_argument, NULL, O_REMOTE},
+        {"live-timeout", required_argument, NULL, O_LIVE_TIMEOUT},
+        {"retain-days", required_argument, NULL, O_RETAIN_DAYS},
+        {"retain-bytes", required_argument, NULL, O_RETAIN_BYTES},
+        {"s3-list-interval", required_argument, NULL, O_S3_LIST},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -107,6 +141,9 @@ static int parse_args(int argc, char **argv, options *o)
     while ((ch = getopt_long(argc, argv, ":hvV", longopts, NULL)) != -1) {
         switch (ch) {
         case O_STANDALONE:
+            break;
+        case O_SPOOL:
+            o->cfg.spool_dir = optarg;
             break;
         case O_DATA:
             o->cfg.data_dir = optarg;
@@ -129,6 +166,48 @@ static int parse_args(int argc, char **argv, options *o)
         case O_REMOTE:
             o->cfg.allow_remote = true;
             break;
+        case O_LIVE_TIMEOUT: {
+            char *end;
+            double secs = strtod(optarg, &end);
+            if (*end != '\0' || !(secs > 0 && secs <= 86400))
+                return usage_error("--live-timeout wants seconds in (0, 86400], not \"%s\"",
+                                   optarg);
+            o->cfg.live_timeout_ms = (uint32_t)(secs * 1000 + 0.5);
+            break;
+        }
+        case O_RETAIN_DAYS: {
+            char *end;
+            unsigned long days = strtoul(optarg, &end, 10);
+            if (*end != '\0' || days == 0 || days > 100000 || optarg[0] == '-')
+                return usage_error("--retain-days wants a number of days, not \"%s\"", optarg);
+            o->cfg.retain_days = (uint32_t)days;
+            break;
+        }
+        case O_RETAIN_BYTES: {
+            char *end;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            unsigned long long mult = 1;
+            if (*end == 'K' || *end == 'k')
+                mult = 1ull << 10, end++;
+            else if (*end == 'M' || *end == 'm')
+                mult = 1ull << 20, end++;
+            else if (*end == 'G' || *end == 'g')
+                mult = 1ull << 30, end++;
+            if (*end != '\0' || v == 0 || optarg[0] == '-' || v > (~0ull) / mult)
+                return usage_error("--retain-bytes wants a byte count (K, M, G), not \"%s\"",
+                                   optarg);
+            o->cfg.retain_bytes = v * mult;
+            break;
+        }
+        case O_S3_LIST: {
+            char *end;
+            double secs = strtod(optarg, &end);
+            if (*end != '\0' || !(secs >= 0.1 && secs <= 86400))
+                return usage_error("--s3-list-interval wants seconds in [0.1, 86400], not \"%s\"",
+                                   optarg);
+            o->cfg.s3_list_ms = (uint32_t)(secs * 1000 + 0.5);
+            break;
+        }
         case 'v':
             ml_log_set_level(ML_LOG_DEBUG);
             break;
@@ -202,14 +281,34 @@ int main(int argc, char **argv)
     if (status >= 0)
         return status;
     signal(SIGPIPE, SIG_IGN);
-    if (o.cfg.data_dir == NULL)
+    if (o.cfg.data_dir == NULL) {
         o.cfg.data_dir = o.data_dir = default_data_dir();
+        /* the machine's own collector imports the machine's spool */
+        if (o.cfg.spool_dir == NULL) {
+            const char *env = getenv("MICROLOG_SPOOL_DIR");
+            o.cfg.spool_dir = o.spool_dir = env && *env ? ml_xstrdup(env)
+                                                        : ml_xasprintf("%s/spool", o.data_dir);
+        }
+    }
     if (o.cfg.ui_dir == NULL)
         o.cfg.ui_dir = o.ui_dir = default_ui_dir();
     if (o.cfg.http == NULL)
         o.cfg.http = ML_DEFAULT_HTTP;
     if (o.cfg.ingest == NULL)
         o.cfg.ingest = ML_DEFAULT_INGEST;
+
+    ml_s3_config s3;
+    char err[300];
+    int s3rv = ml_s3_config_from_env(&s3, err, sizeof(err));
+    if (s3rv < 0) {
+        fprintf(stderr, "micrologd: %s\n", err);
+        free(o.data_dir);
+    free(o.spool_dir);
+        free(o.ui_dir);
+        return EXIT_USAGE;
+    }
+    if (s3rv == 0)
+        o.cfg.s3 = &s3;
 
     uv_loop_t *loop = uv_default_loop();
     ml_collector c;
@@ -230,7 +329,10 @@ int main(int argc, char **argv)
     ml_collector_dispose(&c);
     uv_loop_close(loop);
     nng_fini();
+    if (s3rv == 0)
+        ml_s3_config_dispose(&s3);
     free(o.data_dir);
+    free(o.spool_dir);
     free(o.ui_dir);
     return rv == 0 ? 0 : 1;
 }

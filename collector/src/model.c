@@ -184,6 +184,8 @@ static int add_record(void *arg, uint8_t type, const uint8_t *payload, size_t le
         add_samples(m, b);
         add_events(m, b);
         microlog__v1__batch__free_unpacked(b, NULL);
+        if (m->on_batch)
+            m->on_batch(m, m->on_batch_arg);
     } else if (type == ML_JOURNAL_CLOSE_RUN) {
         Microlog__V1__CloseRun *c = microlog__v1__close_run__unpack(NULL, len, payload);
         if (c) {

@@ -72,6 +72,12 @@ typedef struct ml_model {
 
     uint64_t offset;          /* journal offset read up to */
     uint64_t batches_skipped; /* records that did not decode */
+
+    /* Called by ml_model_load() after each batch record is added (NULL:
+     * none), so a consumer can move the samples out as they come and a
+     * long journal never sits in the sample columns whole. */
+    void (*on_batch)(struct ml_model *m, void *arg);
+    void *on_batch_arg;
 } ml_model;
 
 void ml_model_init(ml_model *m);

@@ -7,6 +7,7 @@
 
 #include "json.h"
 #include "mem.h"
+#include "microlog.pb-c.h"
 
 ml_run *ml_run_new(void)
 {
@@ -18,6 +19,7 @@ void ml_run_free(ml_run *r)
     if (r == NULL)
         return;
     free(r->uid);
+    free(r->subject);
     free(r->host);
     free(r->user);
     free(r->executable);
@@ -99,6 +101,10 @@ json_t *ml_run_to_json(const ml_run *r)
     ml_json_set(o, "exit_status", r->closed ? json_integer(r->exit_status) : json_null());
     ml_json_set(o, "dropped_samples", ml_json_u64(r->dropped_samples));
     ml_json_set(o, "dropped_logs", ml_json_u64(r->dropped_logs));
+    ml_json_set(o, "recorded", json_boolean(r->recorded));
+    ml_json_set(o, "uploaded", json_boolean(r->uploaded));
+    ml_json_set(o, "remote", json_boolean(r->remote));
+    ml_json_set(o, "stored_bytes", ml_json_u64(r->stored_bytes));
     return o;
 }
 
@@ -132,6 +138,17 @@ static int parse_names(const json_t *j, ml_run *r)
     return 0;
 }
 
+/* Seconds (a JSON number from a file we may not have written) as us,
+ * clamped: converting an out-of-range double to an integer is undefined
+ * behaviour (found by tests/fuzz/fuzz_run_json). */
+static int64_t us_from_seconds(const json_t *j, const char *key)
+{
+    double us = ml_json_get_real(j, key, 0) * 1e6;
+    if (!(us > -9.2e18))
+        return us < 0 ? INT64_MIN : 0; /* also NaN -> 0 */
+    return us < 9.2e18 ? (int64_t)us : INT64_MAX;
+}
+
 int ml_run_from_json(const json_t *j, ml_run **out)
 {
     if (!json_is_object(j))
@@ -157,13 +174,12 @@ int ml_run_from_json(const json_t *j, ml_run **out)
     json_t *env = json_object_get(j, "env");
     r->env = json_is_object(env) ? json_deep_copy(env) : json_object();
     r->pid = (int32_t)ml_json_get_int(j, "pid", 0);
-    r->start_unix_us =
-        ml_json_get_int(j, "start_unix_us", (int64_t)(ml_json_get_real(j, "started", 0) * 1e6));
+    r->start_unix_us = ml_json_get_int(j, "start_unix_us", us_from_seconds(j, "started"));
     r->sample_period = ml_json_get_real(j, "sample_period", 0);
     r->status_period = ml_json_get_real(j, "status_period", 0);
     r->memory_period = ml_json_get_real(j, "memory_period", 0);
     r->status = status_from_name(ml_json_get_str(j, "status", "live"));
-    r->end_us = ml_json_get_int(j, "end_us", (int64_t)(ml_json_get_real(j, "duration", 0) * 1e6));
+    r->end_us = ml_json_get_int(j, "end_us", us_from_seconds(j, "duration"));
     r->samples = (uint64_t)ml_json_get_int(j, "samples", 0);
     r->logs = (uint64_t)ml_json_get_int(j, "logs", 0);
     r->batches = (uint64_t)ml_json_get_int(j, "batches", 0);
@@ -172,6 +188,43 @@ int ml_run_from_json(const json_t *j, ml_run **out)
     r->exit_status = (int32_t)ml_json_get_int(j, "exit_status", 0);
     r->dropped_samples = (uint64_t)ml_json_get_int(j, "dropped_samples", 0);
     r->dropped_logs = (uint64_t)ml_json_get_int(j, "dropped_logs", 0);
+    r->recorded = json_is_true(json_object_get(j, "recorded"));
+    r->uploaded = json_is_true(json_object_get(j, "uploaded"));
+    r->remote = json_is_true(json_object_get(j, "remote"));
+    r->stored_bytes = (uint64_t)ml_json_get_int(j, "stored_bytes", 0);
     *out = r;
     return 0;
+}
+
+ml_run *ml_run_from_open(const char *team, const Microlog__V1__OpenRun *o)
+{
+    ml_run *r = ml_run_new();
+    snprintf(r->team, sizeof(r->team), "%s", team);
+    snprintf(r->label, sizeof(r->label), "%s", o->label);
+    snprintf(r->timestamp, sizeof(r->timestamp), "%s", o->timestamp);
+    r->uid = ml_xstrdup(o->run_uid);
+    r->host = ml_xstrdup(o->host);
+    r->user = ml_xstrdup(o->user);
+    r->executable = ml_xstrdup(o->executable);
+    r->python_version = ml_xstrdup(o->python_version);
+    r->parent_id = ml_xstrdup(o->parent_id);
+    r->client_version = ml_xstrdup(o->client_version);
+    r->argv = ml_xcalloc(o->n_argv + 1, sizeof(char *));
+    for (size_t i = 0; i < o->n_argv; i++)
+        r->argv[r->argc++] = ml_xstrdup(o->argv[i]);
+    r->env = json_object();
+    for (size_t i = 0; i < o->n_env; i++) {
+        /* Keys too may be invalid UTF-8, which jansson refuses as keys. */
+        json_t *key = ml_json_str(o->env[i]->key);
+        if (json_string_length(key) > 0)
+            json_object_set_new(r->env, json_string_value(key), ml_json_str(o->env[i]->value));
+        json_decref(key);
+    }
+    r->pid = o->pid;
+    r->start_unix_us = o->start_unix_us;
+    r->sample_period = o->sample_period;
+    r->status_period = o->status_period;
+    r->memory_period = o->memory_period;
+    r->status = ML_RUN_LIVE;
+    return r;
 }

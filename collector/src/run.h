@@ -44,11 +44,23 @@ typedef struct ml_run {
     uint64_t last_seq;
     int32_t exit_status;
     uint64_t dropped_samples, dropped_logs;
+    bool recorded;         /* compacted: recording.mlr holds the run, the journal is gone */
+    bool uploaded;         /* the recording and run.json are in the S3 bucket */
+    bool remote;           /* listed from the bucket: another collector ingested it */
+    uint64_t stored_bytes; /* size of the run's data on local disk (retention) */
 
     /* Not persisted: */
+    bool compacting;        /* a recording is being written on the thread pool */
+    bool uploading;         /* an S3 upload is in flight */
     ml_live *live;          /* ingest state while the run is being written, else NULL */
     bool dirty;             /* run.json is behind the fields above */
     uint64_t last_activity; /* uv_now() of the last message for this run */
+    char *subject;          /* "<id> <host> <user>" for filters, built on first use */
+    size_t subject_len;
+    uint32_t s3_failures; /* consecutive failed uploads (backoff) */
+    uint64_t s3_next_try; /* uv_now() before which no upload is retried */
+    bool fetching;        /* the recording is being fetched from S3 */
+    uint32_t s3_round;    /* the bucket listing round when it was last known there */
 } ml_run;
 
 /* A zeroed run owning nothing yet. Never NULL. */
@@ -71,6 +83,13 @@ json_t *ml_run_summary_json(const ml_run *r);
  * the id is "<label>/<stamp>". Returns 0 with *out owned by the caller, or
  * -EINVAL. */
 int ml_run_from_json(const json_t *j, ml_run **out);
+
+struct Microlog__V1__OpenRun;
+
+/* A live run of team built from a client's OpenRun: names, host, argv,
+ * env, periods. stamp and id are left empty (the store picks the stamp).
+ * Never NULL; owned by the caller. */
+ml_run *ml_run_from_open(const char *team, const struct Microlog__V1__OpenRun *o);
 
 /* Seconds between start and the latest time seen. */
 double ml_run_duration(const ml_run *r);

@@ -62,6 +62,20 @@ def gc_report(stats: Dict[str, Any], elapsed: float) -> str:
     )
 
 
+def sampler_report(stats: Optional[Dict[str, Any]]) -> str:
+    """The sampler's own cost, as it measured it, in markdown."""
+    if not stats:
+        return ""
+    return (
+        "\n# Sampler\n"
+        f"Mode: {stats['mode']}; {stats['fast_passes']:,} GIL-free passes, "
+        f"{stats['gil_passes']:,} passes with the GIL.\n"
+        f"Sampler CPU: {stats['cpu_per_s'] * 1000:.2f} ms per second of run; "
+        f"GIL held: {stats['gil_held_per_s'] * 1000:.3f} ms per second; "
+        f"median walk of one thread: {stats['walk_median_us']:.2f} µs.\n"
+    )
+
+
 def is_sensitive_key(key: str) -> bool:
     """Determine if an environment variable contains sensitive information"""
     sensitive_keywords: List[str] = [
@@ -180,6 +194,8 @@ class _Microlog:
                 "memory_period": cfg.memory_period,
                 "env_keys": list(env.keys()),
                 "env_values": list(env.values()),
+                # "gil" forces the GIL sampling path (the fallback), for tests and benchmarks.
+                "sampler": os.environ.get("MICROLOG_SAMPLER", "auto"),
             }
             try:
                 _native.start(application, options)
@@ -215,6 +231,7 @@ class _Microlog:
                     self.capture.flush()
                 elapsed = time.perf_counter() - self.started
                 _native.log(_native.LOG_ANALYSIS, 0, gc_report(_native.gc_stats(), elapsed))
+                _native.log(_native.LOG_ANALYSIS, 0, sampler_report(_native.sampler_stats()))
             finally:
                 # Whatever failed above, the program gets its streams back.
                 _gc_uninstall()
@@ -288,4 +305,8 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_native.before_fork,
+        after_in_parent=_native.after_fork_parent,
+        after_in_child=_after_fork_in_child,
+    )

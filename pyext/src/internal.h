@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "microlog/client.h"
 
@@ -106,6 +107,9 @@ typedef struct ml__thread_slot {
     uint32_t id;             /* per-run thread id */
     uint32_t seen;           /* generation of the last pass that saw it */
     uint64_t last_cpu_ns;    /* thread CPU clock at its previous sample */
+    clockid_t clock;         /* the thread's CPU clock, taken while it was alive: reading
+                                it later is safe even once the thread is gone (EINVAL) */
+    bool has_clock;
     bool has_cpu;
 } ml__thread_slot;
 
@@ -116,16 +120,17 @@ typedef struct ml__threads {
 
 /* Slot for (ident, native_id) or NULL. Sampler thread only. */
 ml__thread_slot *ml__threads_find(ml__threads *t, unsigned long ident, unsigned long native_id);
-/* Appends a slot; NULL on -ENOMEM. Sampler thread only. */
+/* Appends a slot; NULL on -ENOMEM. Sampler thread only, GIL held (the
+ * thread is alive while its state is listed, so its CPU clock is taken). */
 ml__thread_slot *ml__threads_add(ml__threads *t, unsigned long ident, unsigned long native_id,
                                  uint32_t id);
 /* Calls ml_client_thread_end for every slot not seen in generation gen and
  * removes it. */
 void ml__threads_reap(ml__threads *t, ml_client *c, uint32_t gen, int64_t now);
 void ml__threads_free(ml__threads *t);
-/* CPU time consumed by pthread ident since its slot's previous call, in us;
- * 0 on the first call or when the clock is unreadable. The thread must be
- * alive: call with the GIL held while its thread state is listed. */
+/* CPU time consumed by the slot's thread since its previous call, in us;
+ * 0 on the first call or when the clock is unreadable. Sampler thread; no
+ * GIL needed. */
 uint32_t ml__threads_cpu_us(ml__thread_slot *s);
 /* Copies threading's name of thread ident into buf (size n); false when
  * threading does not know it. GIL held; may run no Python code. */
@@ -153,6 +158,76 @@ void ml__status_measure_python(ml_status *out);
 /* Monotonic clock in microseconds. */
 int64_t ml__mono_us(void);
 
+/* ---- costs.c: the sampler's own cost ---------------------------------- */
+
+/* The last ML__COST_RING per-thread walk durations (ns), for a median. */
+#define ML__COST_RING 4096
+typedef struct ml__cost_ring {
+    uint32_t ns[ML__COST_RING];
+    uint64_t count; /* walks recorded since the start */
+} ml__cost_ring;
+
+static inline void ml__cost_ring_add(ml__cost_ring *r, int64_t ns)
+{
+    r->ns[r->count++ % ML__COST_RING] = ns < 0 ? 0 : ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+}
+/* Median of what the ring holds, in ns (0 when empty). Sorts a copy. */
+uint32_t ml__cost_ring_median(const ml__cost_ring *r);
+
+/* Monotonic clock in nanoseconds. */
+int64_t ml__mono_ns(void);
+/* CPU time of the calling thread in nanoseconds. */
+int64_t ml__thread_cpu_ns(void);
+
+/* ---- fastwalk_311.c: frames of every thread without the GIL ----------- */
+
+/* A code object the GIL path has interned: what a frame of it needs, copied
+ * so the walk never reads the object. code is an address kept live by the
+ * code map's strong reference. */
+typedef struct ml__known_code {
+    uintptr_t code; /* 0: empty slot */
+    uint32_t name, file, first_line, flags;
+    int32_t first_traceable; /* code units before the first RESUME */
+    int32_t nbytes;          /* size of the bytecode */
+    bool hidden;
+} ml__known_code;
+
+/* (code, byte offset) -> frame id. */
+typedef struct ml__known_frame {
+    uintptr_t code;
+    int key;
+    uint32_t id;
+} ml__known_frame;
+
+/* One thread's sample from a GIL-free pass. */
+typedef struct ml__fast_sample {
+    unsigned long ident, native_id;
+    uint32_t stack;
+} ml__fast_sample;
+
+typedef struct ml__fastwalk ml__fastwalk;
+
+/* ml__fastwalk_pass(): the pass needs the GIL path (an unknown code object,
+ * a snapshot that does not validate, many threads). */
+#define ML__FAST_NEED_GIL 1
+
+/* Creates the walker after checking the fault-safe copy works here.
+ * Returns 0, -ENOTSUP on interpreters without a GIL-free layer, or -errno
+ * (e.g. -EPERM when seccomp forbids process_vm_readv). Any thread. */
+int ml__fastwalk_new(ml__fastwalk **out);
+void ml__fastwalk_free(ml__fastwalk *w);
+/* Teaches the walker the code objects of raw[0..n) (interning them in m).
+ * Returns 0 or -ENOMEM. Sampler thread, GIL held. */
+int ml__fastwalk_learn(ml__fastwalk *w, ml__codemap *m, ml_client *c, const ml__rawframe *raw,
+                       size_t n);
+/* One stack per thread of interp except skip, into (*out)[0..*n) (grown
+ * as needed, owned by the caller). ids: scratch of ML__MAX_DEPTH. Records
+ * each thread's walk time in costs. Returns 0, ML__FAST_NEED_GIL or -errno.
+ * Sampler thread, GIL NOT needed. */
+int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState *skip,
+                      ml_client *c, ml__fast_sample **out, size_t *cap, size_t *n, uint32_t *ids,
+                      ml__cost_ring *costs);
+
 /* ---- sampler.c -------------------------------------------------------- */
 
 typedef struct ml__sampler ml__sampler;
@@ -163,8 +238,29 @@ typedef struct ml__periods {
     double sample, status, memory;
 } ml__periods;
 
+/* How the sampler samples. */
+enum ml__sampler_mode {
+    ML__SAMPLER_AUTO = 0, /* GIL-free walk where available, the GIL path as fallback */
+    ML__SAMPLER_GIL = 1,  /* always the GIL path (the tested fallback) */
+};
+
+/* The sampler's own cost since its start (see ml__sampler_stats). */
+typedef struct ml__sampler_stats {
+    uint64_t fast_passes, gil_passes, fallbacks;
+    double elapsed_s, cpu_s, gil_held_s, gil_wait_s;
+    uint32_t walk_median_ns; /* median walk of one thread */
+    uint64_t walks;
+    const char *mode; /* "gil-free" or "gil" */
+} ml__sampler_stats;
+
 /* Starts the sampler thread for run. Returns 0 or -errno. GIL held. */
-int ml__sampler_start(struct ml__run *run, const ml__periods *p, ml__sampler **out);
+int ml__sampler_start(struct ml__run *run, const ml__periods *p, int mode, ml__sampler **out);
+/* Current figures; any thread (they are read racily but each is atomic). */
+void ml__sampler_stats_get(ml__sampler *s, ml__sampler_stats *out);
+/* Around fork(): before takes the sampler's walk lock so no GIL-free pass is
+ * half done; after_parent releases it. GIL held by the forking thread. */
+void ml__sampler_before_fork(ml__sampler *s);
+void ml__sampler_after_fork_parent(ml__sampler *s);
 /* Stops and joins the thread, then frees the sampler. Must be called with
  * the GIL NOT held (the thread may be waiting for it). */
 void ml__sampler_stop(ml__sampler *s);
@@ -179,8 +275,10 @@ typedef struct ml__run {
     ml__codemap codemap;  /* GIL */
     ml__sampler *sampler; /* NULL once stopped */
     PyInterpreterState *interp;
-    atomic_uint_fast64_t errors; /* failures met in the hot path */
-    atomic_uint_fast64_t passes; /* sampling passes done */
+    atomic_uint_fast64_t errors;  /* failures met in the hot path */
+    atomic_uint_fast64_t passes;  /* sampling passes done */
+    ml__sampler_stats last_stats; /* the sampler's figures when it stopped */
+    bool has_stats;
 } ml__run;
 
 /* Creates the client from label and options (a dict, see module.c) and starts
@@ -194,6 +292,10 @@ void ml__run_stop_sampler(ml__run *r);
 PyObject *ml__run_finish(ml__run *r, int exit_status, uint32_t timeout_ms);
 /* After fork() in the child: leaks the run without touching locks or threads. */
 void ml__run_forget_after_fork(ml__run *r);
+
+/* The figures as a dict (None for st NULL); NULL with an exception on
+ * failure. GIL held. */
+PyObject *ml__sampler_stats_dict(const ml__sampler_stats *st);
 
 /* ---- gcstats.c -------------------------------------------------------- */
 

@@ -203,6 +203,45 @@ static PyObject *native_after_fork_child(PyObject *m, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(before_fork_doc, "before_fork() -> None\n\n"
+                              "For os.register_at_fork(before=...): waits for the sampler's "
+                              "GIL-free pass to end and holds it off until after_fork_parent().");
+
+static PyObject *native_before_fork(PyObject *m, PyObject *unused)
+{
+    ml__run *r = state_of(m)->run;
+    if (r != NULL && r->sampler != NULL) {
+        /* The sampler never waits for the GIL while holding this lock. */
+        Py_BEGIN_ALLOW_THREADS ml__sampler_before_fork(r->sampler);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *native_after_fork_parent(PyObject *m, PyObject *unused)
+{
+    ml__run *r = state_of(m)->run;
+    if (r != NULL && r->sampler != NULL)
+        ml__sampler_after_fork_parent(r->sampler);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(sampler_stats_doc,
+             "sampler_stats() -> dict | None\n\n"
+             "The running sampler's own cost: mode ('gil-free' or 'gil'), fast_passes, "
+             "gil_passes, fallbacks, walks, elapsed, cpu, gil_held, gil_wait (s), their per-second "
+             "rates, walk_median_us (median walk of one thread). None when not sampling.");
+
+static PyObject *native_sampler_stats(PyObject *m, PyObject *unused)
+{
+    ml__run *r = state_of(m)->run;
+    if (r == NULL || r->sampler == NULL)
+        return ml__sampler_stats_dict(r != NULL && r->has_stats ? &r->last_stats : NULL);
+    ml__sampler_stats st;
+    ml__sampler_stats_get(r->sampler, &st);
+    return ml__sampler_stats_dict(&st);
+}
+
 PyDoc_STRVAR(walk_doc, "_walk(ident=None) -> (frames, truncated)\n\n"
                        "Debugging aid: the stack the sampler records for thread ident (default: "
                        "the caller), root first, as (name, file, line, flags) tuples.");
@@ -246,6 +285,10 @@ static PyMethodDef native_methods[] = {
     {"gc_stats", native_gc_stats, METH_NOARGS,
      "gc_stats() -> dict: count, duration (s), collected, uncollectable since start()"},
     {"_walk", native_walk, METH_VARARGS, walk_doc},
+    {"before_fork", native_before_fork, METH_NOARGS, before_fork_doc},
+    {"after_fork_parent", native_after_fork_parent, METH_NOARGS,
+     "after_fork_parent() -> None: releases what before_fork() held"},
+    {"sampler_stats", native_sampler_stats, METH_NOARGS, sampler_stats_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -135,7 +135,9 @@ ml__run *ml__run_start(PyObject *label, PyObject *options)
         .status = opt_double(options, "status_period", 0.1),
         .memory = opt_double(options, "memory_period", 1.0),
     };
-    int rv = ml__sampler_start(r, &p, &r->sampler);
+    const char *mode = opt_str(options, "sampler");
+    int rv = ml__sampler_start(r, &p, mode && strcmp(mode, "gil") == 0 ? ML__SAMPLER_GIL : 0,
+                               &r->sampler);
     if (rv != 0) {
         ml_client_free(r->client);
         free(r);
@@ -151,11 +153,31 @@ void ml__run_stop_sampler(ml__run *r)
     r->sampler = NULL; /* before the GIL is released: nobody stops it twice */
     if (s == NULL)
         return;
+    /* Taken before the stop so the figures cover the whole run; the last
+     * pass adds a few microseconds at most. */
+    ml__sampler_stats_get(s, &r->last_stats);
+    r->has_stats = true;
     Py_BEGIN_ALLOW_THREADS ml__sampler_stop(s);
     Py_END_ALLOW_THREADS
 }
 
 /* d[key] = v, stealing v; false on error (v may be NULL: an error already). */
+static bool put(PyObject *d, const char *key, PyObject *v);
+
+PyObject *ml__sampler_stats_dict(const ml__sampler_stats *st)
+{
+    if (st == NULL)
+        Py_RETURN_NONE;
+    double el = st->elapsed_s > 0 ? st->elapsed_s : 1.0;
+    return Py_BuildValue(
+        "{s:s,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "mode", st->mode, "fast_passes",
+        (unsigned long long)st->fast_passes, "gil_passes", (unsigned long long)st->gil_passes,
+        "fallbacks", (unsigned long long)st->fallbacks, "walks", (unsigned long long)st->walks,
+        "elapsed", st->elapsed_s, "cpu", st->cpu_s, "gil_held", st->gil_held_s, "gil_wait",
+        st->gil_wait_s, "cpu_per_s", st->cpu_s / el, "gil_held_per_s", st->gil_held_s / el,
+        "gil_wait_per_s", st->gil_wait_s / el, "walk_median_us", st->walk_median_ns / 1000.0);
+}
+
 static bool put(PyObject *d, const char *key, PyObject *v)
 {
     bool ok = v != NULL && PyDict_SetItemString(d, key, v) == 0;
@@ -188,7 +210,8 @@ static PyObject *result_dict(const ml_client_result *res, int rv, ml__run *r)
               put(d, "spool_path", text(res->spooled ? res->spool_path : "")) &&
               put(d, "status", PyLong_FromLong(rv)) &&
               put(d, "native_errors", PyLong_FromUnsignedLongLong(atomic_load(&r->errors))) &&
-              put(d, "passes", PyLong_FromUnsignedLongLong(atomic_load(&r->passes)));
+              put(d, "passes", PyLong_FromUnsignedLongLong(atomic_load(&r->passes))) &&
+              put(d, "sampler", ml__sampler_stats_dict(r->has_stats ? &r->last_stats : NULL));
     if (!ok)
         Py_CLEAR(d);
     return d;

@@ -1,7 +1,20 @@
 /*
  * The sampler: a native thread (not a Python thread) that wakes every
- * sample period, takes the GIL for one pass over every thread of the
- * interpreter, and produces status ticks on its own schedule.
+ * sample period, samples every thread of the interpreter, and produces
+ * status ticks on its own schedule.
+ *
+ * Two ways to sample:
+ *  - GIL-free (fastwalk_311.c): the steady state. Frames are copied
+ *    fault-safely and matched against code objects already interned; the
+ *    profiled threads never wait for the sampler;
+ *  - the GIL path: the first passes, a pass that meets an unknown code
+ *    object or a new thread (names need Python), and every pass on
+ *    interpreters without a GIL-free layer or with mode ML__SAMPLER_GIL.
+ *    It teaches the GIL-free walker what it interned.
+ * The interpreter part of a status tick (modules, heap blocks) is measured
+ * by a pending call run by the main thread between two bytecodes, so it
+ * needs no GIL hand-over either; only when the main thread has not run it
+ * for a second does the sampler take the GIL to measure itself.
  *
  * Invariants:
  *  - the sampler never holds its mutex while waiting for the GIL, and the
@@ -38,9 +51,54 @@ struct ml__sampler {
     ml__status_state status;
     pending *pending;
     size_t pending_cap;
+    ml__fastwalk *fast;        /* NULL: GIL path only */
+    pthread_mutex_t walk_lock; /* held through a GIL-free pass; taken around fork() */
+    ml__fast_sample *fs;
+    size_t fs_cap;
+    ml__cost_ring costs;
+    int64_t started_ns;
+    atomic_uint_fast64_t fast_passes, gil_passes, fallbacks, walks;
+    atomic_int_fast64_t cpu_ns, gil_held_ns, gil_wait_ns;
     ml__rawframe raw[ML__MAX_DEPTH];
     uint32_t ids[ML__MAX_DEPTH];
 };
+
+/* The interpreter part of status ticks, measured by the main thread in a
+ * pending call (see py_status_cb). Process-wide: a pending call may run
+ * after its sampler is gone, so it touches only these. */
+static atomic_uint_fast32_t py_modules;
+static atomic_uint_fast64_t py_objects;
+static atomic_int_fast64_t py_measured_us; /* 0: never */
+static atomic_bool py_scheduled;
+
+static int py_status_cb(void *unused)
+{
+    ml_status st;
+    (void)unused;
+    memset(&st, 0, sizeof(st));
+    ml__status_measure_python(&st);
+    PyErr_Clear();
+    atomic_store(&py_modules, st.modules);
+    atomic_store(&py_objects, st.objects);
+    atomic_store(&py_measured_us, ml__mono_us());
+    atomic_store(&py_scheduled, false);
+    return 0;
+}
+
+/* Fills the interpreter part of st from the latest pending-call reading
+ * and asks for the next one. Returns false when the reading is too old (or
+ * missing): the caller then measures with the GIL. No GIL. */
+static bool py_status_from_pending(ml_status *st, int64_t now_us)
+{
+    if (!atomic_exchange(&py_scheduled, true) && Py_AddPendingCall(py_status_cb, NULL) != 0)
+        atomic_store(&py_scheduled, false);
+    int64_t at = atomic_load(&py_measured_us);
+    if (at == 0 || now_us - at > 1000000)
+        return false;
+    st->modules = (uint32_t)atomic_load(&py_modules);
+    st->objects = atomic_load(&py_objects);
+    return true;
+}
 
 /* Phase 1: one stack per thread state, no Python code runs. Returns how
  * many pending entries were filled. */
@@ -67,6 +125,8 @@ static size_t walk_threads(ml__sampler *s)
         ml__tstate_ids(ts, &p->ident, &p->native_id);
         p->stack =
             ml__stack_intern(&r->codemap, r->client, s->raw, n, total, s->ids, 0, &r->errors);
+        if (s->fast != NULL && ml__fastwalk_learn(s->fast, &r->codemap, r->client, s->raw, n) != 0)
+            atomic_fetch_add(&r->errors, 1);
     }
     return np;
 }
@@ -114,28 +174,84 @@ static void reap_threads(ml__sampler *s, int64_t t)
 
 enum { DO_SAMPLE = 1, DO_STATUS = 2, DO_MEMORY = 4, DO_REAP = 8 };
 
-/* One wake-up: the OS part of a status tick without the GIL, then samples
- * (or only the end of gone threads) and the interpreter part with it. */
+/* Records a GIL-free pass if every thread in it is known (a new thread's
+ * name needs Python). Returns false, recording nothing, otherwise. */
+static bool record_fast(ml__sampler *s, size_t n, int64_t t)
+{
+    ml_client *c = s->run->client;
+    for (size_t i = 0; i < n; i++)
+        if (ml__threads_find(&s->threads, s->fs[i].ident, s->fs[i].native_id) == NULL)
+            return false;
+    s->gen++;
+    for (size_t i = 0; i < n; i++) {
+        ml__thread_slot *slot = ml__threads_find(&s->threads, s->fs[i].ident, s->fs[i].native_id);
+        slot->seen = s->gen;
+        ml_client_sample(c, slot->id, t, s->fs[i].stack, ml__threads_cpu_us(slot));
+    }
+    ml__threads_reap(&s->threads, c, s->gen, t);
+    return true;
+}
+
+/* A GIL-free sampling pass; true when it was recorded. */
+static bool pass_fast(ml__sampler *s, int64_t t)
+{
+    size_t n = 0;
+    bool done = false;
+    pthread_mutex_lock(&s->walk_lock);
+    int rv = ml__fastwalk_pass(s->fast, s->run->interp, s->own, s->run->client, &s->fs, &s->fs_cap,
+                               &n, s->ids, &s->costs);
+    if (rv == 0)
+        done = record_fast(s, n, t);
+    pthread_mutex_unlock(&s->walk_lock);
+    if (rv < 0)
+        atomic_fetch_add(&s->run->errors, 1);
+    atomic_store(&s->walks, s->costs.count);
+    if (done)
+        atomic_fetch_add(&s->fast_passes, 1);
+    else
+        atomic_fetch_add(&s->fallbacks, 1);
+    return done;
+}
+
+/* One wake-up: the OS part of a status tick, a GIL-free sampling pass when
+ * possible, and the GIL only for what is left. */
 static void pass(ml__sampler *s, int what)
 {
     ml_status st;
+    int64_t cpu0 = ml__thread_cpu_ns();
     memset(&st, 0, sizeof(st));
     if (what & DO_STATUS)
         ml__status_measure_os(&s->status, ml__mono_us(), what & DO_MEMORY, &st);
 
-    PyEval_RestoreThread(s->own);
     int64_t t = ml_client_now(s->run->client);
-    if (what & DO_SAMPLE)
-        record_threads(s, walk_threads(s), t);
-    else if (what & DO_REAP)
-        reap_threads(s, t);
-    if (what & DO_STATUS)
-        ml__status_measure_python(&st);
-    if (PyErr_Occurred()) { /* never leave an error behind: count it */
-        PyErr_Clear();
-        atomic_fetch_add(&s->run->errors, 1);
+    bool sampled = false, py_status = false;
+    if ((what & DO_SAMPLE) && s->fast != NULL)
+        sampled = pass_fast(s, t);
+    if ((what & DO_STATUS) && !(what & DO_REAP) && s->fast != NULL)
+        py_status = py_status_from_pending(&st, ml__mono_us());
+
+    bool gil_sample = (what & DO_SAMPLE) && !sampled;
+    if (gil_sample || (what & DO_REAP) || ((what & DO_STATUS) && !py_status)) {
+        int64_t w0 = ml__mono_ns();
+        PyEval_RestoreThread(s->own);
+        int64_t h0 = ml__mono_ns();
+        if (gil_sample)
+            record_threads(s, walk_threads(s), t);
+        else if (what & DO_REAP)
+            reap_threads(s, t);
+        if ((what & DO_STATUS) && !py_status)
+            ml__status_measure_python(&st);
+        if (PyErr_Occurred()) { /* never leave an error behind: count it */
+            PyErr_Clear();
+            atomic_fetch_add(&s->run->errors, 1);
+        }
+        PyEval_SaveThread();
+        int64_t h1 = ml__mono_ns();
+        atomic_fetch_add(&s->gil_wait_ns, h0 - w0);
+        atomic_fetch_add(&s->gil_held_ns, h1 - h0);
+        if (gil_sample)
+            atomic_fetch_add(&s->gil_passes, 1);
     }
-    PyEval_SaveThread();
 
     if (what & DO_STATUS) {
         st.time = t;
@@ -143,6 +259,7 @@ static void pass(ml__sampler *s, int what)
     }
     if (what & DO_SAMPLE)
         atomic_fetch_add(&s->run->passes, 1);
+    atomic_fetch_add(&s->cpu_ns, ml__thread_cpu_ns() - cpu0);
 }
 
 static int64_t period_us(double seconds)
@@ -216,7 +333,7 @@ static void *sampler_thread(void *arg)
     return sampler_main(s);
 }
 
-int ml__sampler_start(ml__run *run, const ml__periods *p, ml__sampler **out)
+int ml__sampler_start(ml__run *run, const ml__periods *p, int mode, ml__sampler **out)
 {
     ml__sampler *s = calloc(1, sizeof(*s));
     pthread_condattr_t ca;
@@ -227,6 +344,10 @@ int ml__sampler_start(ml__run *run, const ml__periods *p, ml__sampler **out)
         return -ENOMEM;
     s->run = run;
     s->periods = *p;
+    s->started_ns = ml__mono_ns();
+    if (mode != ML__SAMPLER_GIL && ml__fastwalk_new(&s->fast) != 0)
+        s->fast = NULL; /* the GIL path serves */
+    pthread_mutex_init(&s->walk_lock, NULL);
     ml__status_init(&s->status, ml__mono_us());
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_init(&ca);
@@ -243,6 +364,8 @@ int ml__sampler_start(ml__run *run, const ml__periods *p, ml__sampler **out)
     if (rv != 0) {
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->walk_lock);
+        ml__fastwalk_free(s->fast);
         free(s);
         return -rv;
     }
@@ -260,9 +383,39 @@ void ml__sampler_stop(ml__sampler *s)
 
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->walk_lock);
+    ml__fastwalk_free(s->fast);
     ml__threads_free(&s->threads);
     free(s->pending);
+    free(s->fs);
     free(s);
+}
+
+void ml__sampler_stats_get(ml__sampler *s, ml__sampler_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->fast_passes = atomic_load(&s->fast_passes);
+    out->gil_passes = atomic_load(&s->gil_passes);
+    out->fallbacks = atomic_load(&s->fallbacks);
+    out->elapsed_s = (double)(ml__mono_ns() - s->started_ns) / 1e9;
+    out->cpu_s = (double)atomic_load(&s->cpu_ns) / 1e9;
+    out->gil_held_s = (double)atomic_load(&s->gil_held_ns) / 1e9;
+    out->gil_wait_s = (double)atomic_load(&s->gil_wait_ns) / 1e9;
+    out->walks = atomic_load(&s->walks);
+    /* The ring is written by the sampler meanwhile: a torn entry is one
+     * sample's figure, harmless for a median. */
+    out->walk_median_ns = s->fast ? ml__cost_ring_median(&s->costs) : 0;
+    out->mode = s->fast ? "gil-free" : "gil";
+}
+
+void ml__sampler_before_fork(ml__sampler *s)
+{
+    pthread_mutex_lock(&s->walk_lock);
+}
+
+void ml__sampler_after_fork_parent(ml__sampler *s)
+{
+    pthread_mutex_unlock(&s->walk_lock);
 }
 
 void ml__sampler_forget(ml__sampler *s)

@@ -38,6 +38,8 @@ ml__thread_slot *ml__threads_add(ml__threads *t, unsigned long ident, unsigned l
     s->ident = ident;
     s->native_id = native_id;
     s->id = id;
+    /* threading.get_ident() is the pthread_t of the thread (pthread_self). */
+    s->has_clock = pthread_getcpuclockid((pthread_t)ident, &s->clock) == 0;
     return s;
 }
 
@@ -61,10 +63,8 @@ void ml__threads_free(ml__threads *t)
 
 uint32_t ml__threads_cpu_us(ml__thread_slot *s)
 {
-    clockid_t cid;
     struct timespec ts;
-    /* threading.get_ident() is the pthread_t of the thread (pthread_self). */
-    if (pthread_getcpuclockid((pthread_t)s->ident, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+    if (!s->has_clock || clock_gettime(s->clock, &ts) != 0)
         return 0;
     uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     uint64_t used = (s->has_cpu && ns > s->last_cpu_ns) ? (ns - s->last_cpu_ns) / 1000u : 0;

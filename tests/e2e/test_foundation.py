@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import textwrap
 from pathlib import Path
 
@@ -176,9 +177,14 @@ def test_module_form(collector: Collector, tmp_path: Path) -> None:
 def test_unreachable_collector_prints_one_line(tmp_path: Path) -> None:
     script = write_script(tmp_path, "quiet.py", "print('still works')\n")
     # A port nothing listens on, and a server name that does not resolve.
-    for server in ("http://127.0.0.1:9", "http://no-such-host.invalid:7777", "not a url"):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    for server in (f"http://127.0.0.1:{free_port}", "http://no-such-host.invalid:7777",
+                   "not a url"):
         result = run_python(["-m", "microlog", "e2e-unreachable", str(script)],
-                            env={"MICROLOG_SERVER": server})
+                            env={"MICROLOG_SERVER": server,
+                                 "MICROLOG_SPOOL_DIR": str(tmp_path / "spool")})
         assert result.returncode == 0
         assert result.stdout == "still works\n"
         lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -150,12 +150,21 @@ typedef struct ml_client_result {
     uint64_t dropped_samples; /* lost: buffer full or undeliverable */
     uint64_t dropped_logs;
     char error[256];          /* first error met, empty if none */
+    uint64_t statuses;        /* status ticks recorded */
+    bool spooled;             /* what was not acknowledged is in spool_path, complete with
+                                 OpenRun and CloseRun, for a collector to import */
+    char spool_path[512];     /* the spool file, when spooled */
 } ml_client_result;
 
 /* Ends the run: flushes what is buffered, sends CloseRun with exit_status,
- * waits at most timeout_ms for the acknowledgements, stops the sender
- * thread. Fills *res when res is not NULL. Returns 0 when everything was
- * delivered, -ETIMEDOUT or -ECONNREFUSED (or another -errno) otherwise.
+ * waits at most timeout_ms for the acknowledgements, then writes whatever
+ * was not acknowledged to the spool (res->spooled, res->spool_path) and
+ * stops the sender thread. Fills *res when res is not NULL. Returns 0 when
+ * everything was delivered, -ETIMEDOUT or -ECONNREFUSED (or another
+ * -errno) otherwise, also when the run was spooled. Unless cfg.quiet, a
+ * run not delivered gets one line on stderr saying why and where it went.
+ * With MICROLOG_DEBUG_COUNTS=PATH, appends the result as one JSON line to
+ * PATH (tests compare it with what the collector stored).
  * Call once, from any thread but the sender. */
 int ml_client_close(ml_client *c, int exit_status, uint32_t timeout_ms, ml_client_result *res);
 

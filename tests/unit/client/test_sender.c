@@ -576,7 +576,8 @@ static void test_rejected_run(void **state)
     assert_false(res.delivered);
     assert_true(res.collector_reached);
     assert_int_equal(res.samples, 100);
-    assert_int_equal(res.dropped_samples, 100);
+    assert_int_equal(res.dropped_samples, 0); /* refused, so saved to the spool */
+    assert_true(res.spooled);
     assert_non_null(strstr(res.error, "unauthenticated: bad token"));
     assert_string_equal(k->tokens, "wrong");
     assert_int_equal(count_lines(err), 1);
@@ -648,7 +649,8 @@ static void test_hung_collector(void **state)
     assert_int_equal(rv, -ETIMEDOUT);
     assert_true(took >= 350 && took < 900);
     assert_false(res.delivered);
-    assert_int_equal(res.dropped_samples, 10);
+    assert_int_equal(res.dropped_samples, 0); /* unacknowledged, so saved to the spool */
+    assert_true(res.spooled);
     ml_client_free(c);
     collector_free(k);
 }
@@ -859,7 +861,9 @@ static void check_discovery_error(int status, const char *body, int want_rv, con
     assert_non_null(strstr(res.error, want));
     assert_int_equal(count_lines(err), 1);
     assert_non_null(strstr(err, want));
-    assert_non_null(strstr(err, "Microlog: cannot reach the collector at http://127.0.0.1:"));
+    assert_non_null(strstr(err, "Microlog: the collector at http://127.0.0.1:"));
+    assert_non_null(strstr(err, "refused this run"));
+    assert_non_null(strstr(err, "run saved to "));
     free(err);
     http_stop(h);
     ml_client_free(c);
@@ -873,18 +877,30 @@ static void test_discovery_errors(void **state)
     check_discovery_error(200, "not json", -EBADMSG, "no ingest address");
 }
 
+/* Each test gets an empty spool directory: the spooled run of one test is
+ * not delivered as a leftover to the next test's collector. */
+static int fresh_spool(void **state)
+{
+    char spool[] = "/tmp/mltest-spool-XXXXXX";
+    if (mkdtemp(spool) == NULL)
+        return -1;
+    setenv("MICROLOG_SPOOL_DIR", spool, 1);
+    return 0;
+}
+
 int main(void)
 {
+    setenv("MICROLOG_AUTOSTART", "0", 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_delivered_in_order),
-        cmocka_unit_test(test_unanswered_batch_is_retried),
-        cmocka_unit_test(test_collector_starting_late),
-        cmocka_unit_test(test_rejected_run),
-        cmocka_unit_test(test_token_and_thread_changes),
-        cmocka_unit_test(test_hung_collector),
-        cmocka_unit_test(test_concurrent_recording),
-        cmocka_unit_test(test_discovery),
-        cmocka_unit_test(test_discovery_errors),
+        cmocka_unit_test_setup(test_run_delivered_in_order, fresh_spool),
+        cmocka_unit_test_setup(test_unanswered_batch_is_retried, fresh_spool),
+        cmocka_unit_test_setup(test_collector_starting_late, fresh_spool),
+        cmocka_unit_test_setup(test_rejected_run, fresh_spool),
+        cmocka_unit_test_setup(test_token_and_thread_changes, fresh_spool),
+        cmocka_unit_test_setup(test_hung_collector, fresh_spool),
+        cmocka_unit_test_setup(test_concurrent_recording, fresh_spool),
+        cmocka_unit_test_setup(test_discovery, fresh_spool),
+        cmocka_unit_test_setup(test_discovery_errors, fresh_spool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,9 @@
 /*
  * When the collector cannot be reached the client must not break, slow or
  * change the profiled program: recording keeps working within its memory
- * bound, ml_client_close returns an error within its timeout, the result
- * counts the loss, and exactly one line goes to stderr (none when quiet).
+ * bound, ml_client_close returns an error within its timeout, the run is
+ * saved to the spool (nothing lost), and exactly one line goes to stderr
+ * saying where (none when quiet).
  * Also: a client inherited over fork() is dropped without touching it, and
  * a new client in the child does not abort (nng cannot be used after fork).
  */
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -150,15 +152,18 @@ static void test_nothing_listens_on_ingest(void **state)
     assert_false(res.collector_reached);
     assert_int_equal(res.samples, 1000);
     assert_int_equal(res.logs, 100);
-    assert_int_equal(res.dropped_samples, 1000);
-    assert_int_equal(res.dropped_logs, 100);
+    assert_int_equal(res.dropped_samples, 0);
+    assert_int_equal(res.dropped_logs, 0);
     assert_int_equal(res.batches_acked, 0);
+    assert_true(res.spooled);
+    assert_int_equal(access(res.spool_path, R_OK), 0);
     assert_int_equal(count_lines(err), 1);
-    char want[400];
+    char want[1400];
     snprintf(want, sizeof(want),
-             "Microlog: cannot reach the collector at %s (cannot connect to %s); this run was "
-             "not recorded\n",
-             ingest, ingest);
+             "Microlog: collector unreachable at %s (cannot connect to %s); run saved to %s; it "
+             "will appear at http://localhost:7777/#%s once a collector imports it (micrologd "
+             "--standalone imports its spool at start-up)\n",
+             ingest, ingest, res.spool_path, res.run_id);
     assert_string_equal(err, want);
     free(err);
     ml_client_free(c);
@@ -180,13 +185,12 @@ static void test_discovery_refused(void **state)
     int rv = close_captured(c, 3000, &res, &err, &took);
     assert_int_equal(rv, -ECONNREFUSED);
     assert_true(took < 1000); /* refused after the close request: no point waiting */
-    assert_int_equal(res.dropped_samples, 100);
+    assert_int_equal(res.dropped_samples, 0);
+    assert_true(res.spooled);
     char want[400];
     snprintf(want, sizeof(want),
-             "Microlog: cannot reach the collector at %s (connection refused); this run was not "
-             "recorded\n",
-             server);
-    assert_string_equal(err, want);
+             "Microlog: collector unreachable at %s (connection refused); run saved to ", server);
+    assert_memory_equal(err, want, strlen(want));
     assert_string_equal(res.error, "connection refused");
     free(err);
     ml_client_free(c);
@@ -239,7 +243,8 @@ static void test_discovery_hangs(void **state)
     assert_int_equal(rv, -ETIMEDOUT);
     assert_true(took >= 250 && took < 800);
     assert_int_equal(count_lines(err), 1);
-    assert_non_null(strstr(err, "Microlog: cannot reach the collector at http://127.0.0.1:"));
+    assert_non_null(strstr(err, "Microlog: collector unreachable at http://127.0.0.1:"));
+    assert_non_null(strstr(err, "run saved to "));
     free(err);
     ml_client_free(c);
     close(fd);
@@ -278,8 +283,8 @@ static void test_quiet_writes_nothing(void **state)
     free(err);
 }
 
-/* Memory stays bounded while nothing can be sent: records are refused and
- * every refusal is counted. */
+/* Memory stays bounded while nothing can be sent: what does not fit goes to
+ * the spool; whatever is refused is counted, nothing else is lost. */
 static void test_buffer_bound(void **state)
 {
     char ingest[64];
@@ -297,14 +302,18 @@ static void test_buffer_bound(void **state)
         n += 1000;
         usleep(25000);
     }
-    assert_true(refused > 0);
     ml_client_result res;
     ml_client_close(c, 0, 100, &res);
     assert_int_equal(res.samples + (uint64_t)refused, (uint64_t)n);
     assert_int_equal(res.logs + (uint64_t)logs_refused, (uint64_t)n / 10);
-    /* nothing was delivered: every sample and log is lost, refused or not */
-    assert_int_equal(res.dropped_samples, (uint64_t)n);
-    assert_int_equal(res.dropped_logs, (uint64_t)n / 10);
+    /* only refusals are lost: the rest is on disk */
+    assert_int_equal(res.dropped_samples, (uint64_t)refused);
+    assert_int_equal(res.dropped_logs, (uint64_t)logs_refused);
+    assert_true(res.spooled);
+    struct stat st;
+    assert_int_equal(stat(res.spool_path, &st), 0);
+    assert_true(st.st_size > 0);
+    assert_true(refused < n / 2); /* spooling keeps recording going */
     ml_client_free(c);
 }
 
@@ -343,7 +352,8 @@ static void test_fork(void **state)
         int rv = ml_client_close(child, 0, 100, &res);
         char *err = capture_end(&cap);
         if (rv != -ENOTSUP || count_lines(err) != 1 ||
-            strstr(err, "cannot send from this forked process") == NULL)
+            strstr(err, "this process does not use the network") == NULL ||
+            strstr(err, "run saved to ") == NULL || !res.spooled)
             code = 4;
         free(err);
         ml_client_free(child);
@@ -362,6 +372,11 @@ static void test_fork(void **state)
 
 int main(void)
 {
+    /* a spool directory of our own, no collector started behind our back */
+    static char spool[] = "/tmp/mltest-spool-XXXXXX";
+    assert_non_null(mkdtemp(spool));
+    setenv("MICROLOG_SPOOL_DIR", spool, 1);
+    setenv("MICROLOG_AUTOSTART", "0", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nothing_listens_on_ingest),
         cmocka_unit_test(test_discovery_refused),

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -217,12 +218,165 @@ static void test_load_from_store(void **state)
     ml_store_dispose(&s);
 }
 
+static size_t load_fresh(const char *dir, ml_index *x)
+{
+    ml_store s;
+    assert_int_equal(ml_store_init(&s, dir), 0);
+    ml_index_init(x);
+    int n = ml_index_load(x, &s);
+    assert_true(n >= 0);
+    ml_store_dispose(&s);
+    return (size_t)n;
+}
+
+static void append(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The index log: start-up reads it instead of the run.json files, it
+ * follows writes and deletes, a torn last line is cut, and a corrupt log
+ * is rebuilt from the run.json files. */
+static void test_index_log(void **state)
+{
+    char tmpl[] = "/tmp/ml_test_index_XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    char *logp = ml_xasprintf("%s/%s", dir, ML_INDEX_LOG_FILE);
+    ml_store s;
+    assert_int_equal(ml_store_init(&s, dir), 0);
+    ml_run *runs[3] = {
+        make_run("train", "2026_01_01_00_00_00", 100, "h", "u", "uid00000001"),
+        make_run("train", "2026_01_02_00_00_00", 200, "h", "u", "uid00000002"),
+        make_run("eval", "2026_01_03_00_00_00", 300, "h", "u", "uid00000003"),
+    };
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ml_store_create_run_dir(&s, runs[i]), 0);
+        assert_int_equal(ml_store_write_meta(&s, runs[i]), 0);
+    }
+    ml_index x;
+    ml_index_init(&x);
+    assert_int_equal(ml_index_load(&x, &s), 2); /* no log yet: scanned, log written */
+    assert_true(s.log_fd >= 0);
+    /* Changes after the load go to the log. */
+    assert_int_equal(ml_store_create_run_dir(&s, runs[2]), 0);
+    assert_int_equal(ml_store_write_meta(&s, runs[2]), 0);
+    runs[1]->status = ML_RUN_COMPLETE;
+    runs[1]->samples = 7;
+    assert_int_equal(ml_store_write_meta(&s, runs[1]), 0);
+    assert_int_equal(ml_store_delete_run(&s, runs[0]), 0);
+    ml_index_dispose(&x);
+    ml_store_dispose(&s);
+
+    /* run.json of train/..02 removed: only the log still knows it, so a
+     * listing that has it proves the log was read. */
+    char *meta = ml_xasprintf("%s/runs/local/train/2026_01_02_00_00_00/run.json", dir);
+    assert_int_equal(unlink(meta), 0);
+    assert_int_equal(load_fresh(dir, &x), 2);
+    ml_run *r = ml_index_find(&x, "train/2026_01_02_00_00_00");
+    assert_non_null(r);
+    assert_int_equal(r->status, ML_RUN_COMPLETE);
+    assert_int_equal(r->samples, 7);
+    assert_non_null(ml_index_find(&x, "eval/2026_01_03_00_00_00"));
+    assert_null(ml_index_find(&x, "train/2026_01_01_00_00_00"));
+    ml_index_dispose(&x);
+
+    /* A torn last line (crash mid-append) is cut; the rest stays. */
+    append(logp, "{\"put\":{\"id\":");
+    ml_log_set_level(ML_LOG_ERROR);
+    assert_int_equal(load_fresh(dir, &x), 2);
+    ml_index_dispose(&x);
+    char *text;
+    size_t len;
+    assert_int_equal(ml_read_file(logp, 1 << 20, &text, &len), 0);
+    assert_true(len > 0 && text[len - 1] == '\n');
+    free(text);
+
+    /* Corrupt in the middle: rebuilt from the run.json files (so the run
+     * whose run.json was removed is gone now). */
+    append(logp, "garbage\n{\"del\":\"local/eval/2026_01_03_00_00_00\"}\n");
+    assert_int_equal(load_fresh(dir, &x), 1);
+    assert_non_null(ml_index_find(&x, "eval/2026_01_03_00_00_00"));
+    ml_index_dispose(&x);
+    /* ... and the rebuilt log is sound again. */
+    assert_int_equal(load_fresh(dir, &x), 1);
+    ml_index_dispose(&x);
+    ml_log_set_level(ML_LOG_INFO);
+
+    for (int i = 0; i < 3; i++)
+        ml_run_free(runs[i]);
+    free(meta);
+    free(logp);
+    ml_remove_tree(dir);
+}
+
+/* Conditions and paging of ml_index_query_run(), parsed from a URL query. */
+static void test_query_paging(void **state)
+{
+    ml_index x;
+    ml_index_init(&x);
+    char stamp[32], uid[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(stamp, sizeof(stamp), "2026_01_01_00_00_%02d", i);
+        snprintf(uid, sizeof(uid), "uid%08d", i);
+        ml_run *r = make_run(i % 2 ? "odd" : "even", stamp, (int64_t)i * 1000000, "h",
+                             i < 10 ? "ann" : "ben", uid);
+        r->status = i % 5 == 0 ? ML_RUN_INCOMPLETE : ML_RUN_COMPLETE;
+        assert_int_equal(ml_index_add(&x, r), 0);
+    }
+    ml_index_query q;
+    char err[200];
+    const char *qs = "label=even&status=complete&offset=2&limit=3";
+    assert_int_equal(ml_index_query_parse(&q, qs, strlen(qs), err, sizeof(err)), 0);
+    ml_run **runs;
+    size_t total;
+    size_t n = ml_index_query_run(&x, &q, &runs, &total);
+    /* even and not a multiple of 5: 25 - 5 = 20 runs; newest first. */
+    assert_int_equal(total, 20);
+    assert_int_equal(n, 3);
+    assert_string_equal(runs[0]->stamp, "2026_01_01_00_00_44");
+    assert_string_equal(runs[2]->stamp, "2026_01_01_00_00_38");
+    free(runs);
+    ml_index_query_dispose(&q);
+
+    qs = "filter=%5Eodd%2F&user=ann&since=3&until=9";
+    assert_int_equal(ml_index_query_parse(&q, qs, strlen(qs), err, sizeof(err)), 0);
+    n = ml_index_query_run(&x, &q, &runs, &total);
+    assert_int_equal(total, 3); /* 3, 5, 7 */
+    assert_int_equal(n, 3);
+    assert_string_equal(runs[2]->stamp, "2026_01_01_00_00_03");
+    free(runs);
+    ml_index_query_dispose(&q);
+
+    qs = "offset=100";
+    assert_int_equal(ml_index_query_parse(&q, qs, strlen(qs), err, sizeof(err)), 0);
+    n = ml_index_query_run(&x, &q, &runs, &total);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 50);
+    free(runs);
+    ml_index_query_dispose(&q);
+
+    const char *bad[] = {"status=done", "limit=-1", "since=yesterday", "filter=(", "offset=1x"};
+    for (size_t i = 0; i < 5; i++) {
+        err[0] = '\0';
+        assert_int_equal(ml_index_query_parse(&q, bad[i], strlen(bad[i]), err, sizeof(err)),
+                         -EINVAL);
+        assert_true(err[0] != '\0');
+        ml_index_query_dispose(&q);
+    }
+    ml_index_dispose(&x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_find),        cmocka_unit_test(test_list_and_filter),
         cmocka_unit_test(test_invalid_filter),  cmocka_unit_test(test_pathological_filter),
-        cmocka_unit_test(test_load_from_store),
+        cmocka_unit_test(test_load_from_store), cmocka_unit_test(test_index_log),
+        cmocka_unit_test(test_query_paging),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -195,8 +195,13 @@ static double num(json_t *o, const char *key)
 static void test_model_tables(void **state)
 {
     fixture *f = *state;
-    const ml_model *m = ml_query_model(&f->q, &f->store, f->run);
-    assert_non_null(m);
+    /* The raw model, before the query index takes its samples. */
+    ml_model raw;
+    ml_model_init(&raw);
+    char *path = ml_store_run_path(&f->store, f->run, ML_RUN_JOURNAL_FILE);
+    assert_int_equal(ml_model_load(&raw, path), 0);
+    free(path);
+    const ml_model *m = &raw;
     assert_near(m->sample_period, PERIOD);
     assert_int_equal(m->nsamples, 7);
     /* Delta decoding: base 1000, then +0, +50000, ... (one step back). */
@@ -209,29 +214,46 @@ static void test_model_tables(void **state)
     assert_null(ml_model_stack(m, 9));
     assert_int_equal(m->threads[1].samples, 5);
     assert_int_equal(m->threads[2].samples, 2);
+    ml_model_dispose(&raw);
+    /* The index: samples per thread, each thread's time going forward. */
+    const ml_qrun *q = ml_query_get(&f->q, &f->store, f->run);
+    assert_int_equal(q->model->nsamples, 0);
+    assert_int_equal(q->calls->samples, 7);
+    assert_int_equal(q->calls->threads[1].n, 5);
+    assert_int_equal(q->calls->threads[2].n, 2);
+    assert_int_equal(q->calls->threads[1].last, 251000);
+    assert_int_equal(q->calls->threads[2].first_time, 51000);
+}
+
+static json_t *flamegraph(fixture *f, const uint32_t *threads, size_t n)
+{
+    const ml_qrun *q = ml_query_get(&f->q, &f->store, f->run);
+    ml_qwindow w = {.start = 0, .end = INT64_MAX, .threads = threads, .nthreads = n};
+    return ml_query_flamegraph_window(q, &w);
 }
 
 static void test_flamegraph_totals(void **state)
 {
     fixture *f = *state;
-    const ml_model *m = ml_query_model(&f->q, &f->store, f->run);
-    json_t *fg = ml_query_flamegraph(m, f->run, NULL, 0);
+    json_t *fg = flamegraph(f, NULL, 0);
     assert_string_equal(json_string_value(json_object_get(fg, "run")), f->run->id);
-    /* 7 samples, one idle (stack 0) left out: 6 x 0.05 s. */
-    assert_near(num(fg, "total"), 6 * PERIOD);
+    /* 7 samples, one idle (stack 0) left out. Each weighs the time to its
+     * thread's next sample (at most two periods): thread 1's sample at
+     * 0.151 s waits 0.1 s for the next, the last samples weigh a period. */
+    assert_near(num(fg, "total"), 7 * PERIOD);
     json_t *root = json_object_get(fg, "root");
     assert_string_equal(json_string_value(json_object_get(root, "name")), "all");
-    assert_near(num(root, "value"), 6 * PERIOD);
+    assert_near(num(root, "value"), 7 * PERIOD);
     assert_near(num(root, "self"), 0);
     assert_int_equal(json_array_size(json_object_get(root, "children")), 1);
     json_t *mainf = child(root, "main");
-    assert_near(num(mainf, "value"), 6 * PERIOD);
+    assert_near(num(mainf, "value"), 7 * PERIOD);
     assert_near(num(mainf, "self"), 1 * PERIOD);
     assert_string_equal(json_string_value(json_object_get(mainf, "file")), "/app/main.py");
     json_t *work = child(mainf, "work"); /* frames 2 and 4 merged */
     assert_int_equal(json_array_size(json_object_get(mainf, "children")), 1);
-    assert_near(num(work, "value"), 5 * PERIOD);
-    assert_near(num(work, "self"), 3 * PERIOD);
+    assert_near(num(work, "value"), 6 * PERIOD);
+    assert_near(num(work, "self"), 4 * PERIOD);
     assert_int_equal(json_integer_value(json_object_get(work, "line")), 15);
     json_t *sleepf = child(work, "sleep");
     assert_near(num(sleepf, "value"), 2 * PERIOD);
@@ -240,14 +262,14 @@ static void test_flamegraph_totals(void **state)
     json_decref(fg);
 
     uint32_t only[] = {2};
-    fg = ml_query_flamegraph(m, f->run, only, 1);
+    fg = flamegraph(f, only, 1);
     assert_near(num(fg, "total"), 1 * PERIOD);
     root = json_object_get(fg, "root");
     assert_near(num(child(child(child(root, "main"), "work"), "sleep"), "self"), PERIOD);
     json_decref(fg);
 
     uint32_t none[] = {42};
-    fg = ml_query_flamegraph(m, f->run, none, 1);
+    fg = flamegraph(f, none, 1);
     assert_near(num(fg, "total"), 0);
     json_decref(fg);
 }
@@ -293,22 +315,23 @@ static void test_log_and_threads(void **state)
 static void test_incremental_refresh(void **state)
 {
     fixture *f = *state;
-    const ml_model *m = ml_query_model(&f->q, &f->store, f->run);
-    assert_int_equal(m->nsamples, 7);
+    const ml_qrun *q = ml_query_get(&f->q, &f->store, f->run);
+    assert_int_equal(q->calls->samples, 7);
     append_batch2(f->journal);
-    m = ml_query_model(&f->q, &f->store, f->run);
-    assert_int_equal(m->nsamples, 9);
-    assert_int_equal(m->sample_time[8], 550000);
-    assert_int_equal(m->sample_cpu[8], 50000);
-    assert_int_equal(m->sample_cpu[0], 0);
-    json_t *fg = ml_query_flamegraph(m, f->run, NULL, 0);
-    assert_near(num(fg, "total"), 8 * PERIOD);
+    q = ml_query_get(&f->q, &f->store, f->run);
+    assert_int_equal(q->calls->samples, 9);
+    assert_int_equal(q->calls->threads[1].last, 550000);
+    json_t *fg = flamegraph(f, NULL, 0);
+    /* The sample at 0.251 s now has a successor 0.249 s later in the same
+     * calls: they span the gap whole (a call that ended would stop two
+     * periods after its last sample). */
+    assert_near(num(fg, "total"), 10 * PERIOD + 0.149);
     json_decref(fg);
     /* Forgetting reloads from scratch with the same result. */
     ml_query_forget(&f->q, f->run->id);
-    m = ml_query_model(&f->q, &f->store, f->run);
-    assert_int_equal(m->nsamples, 9);
-    assert_int_equal(m->threads[1].samples, 7);
+    q = ml_query_get(&f->q, &f->store, f->run);
+    assert_int_equal(q->calls->samples, 9);
+    assert_int_equal(q->model->threads[1].samples, 7);
 }
 
 int main(void)

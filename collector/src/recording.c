@@ -1,0 +1,640 @@
+#include "recording.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "fsutil.h"
+#include "mem.h"
+
+/* zstd level for compaction: runs are written once, read many times. */
+#define ZLEVEL 9
+
+enum section_type {
+    SEC_META = 1,
+    SEC_STRINGS = 2,
+    SEC_FRAMES = 3,
+    SEC_STACKS = 4,
+    SEC_THREADS = 5,
+    SEC_STATUS = 6,
+    SEC_LOGS = 7,
+    SEC_SAMPLES = 8,
+};
+
+#define SECTION_HEADER 13
+#define INDEX_ENTRY 29
+#define TRAILER 16
+
+/* ---- growable byte buffer and varints ---- */
+
+typedef struct buf {
+    uint8_t *p;
+    size_t n, cap;
+} buf;
+
+static void buf_put(buf *b, const void *data, size_t n)
+{
+    ml_xgrow((void **)&b->p, &b->cap, b->n + n, 1);
+    if (n)
+        memcpy(b->p + b->n, data, n);
+    b->n += n;
+}
+
+static void put_varint(buf *b, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        tmp[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    tmp[n++] = (uint8_t)v;
+    buf_put(b, tmp, n);
+}
+
+static void put_svarint(buf *b, int64_t v)
+{
+    put_varint(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+static void put_le(buf *b, uint64_t v, int bytes)
+{
+    uint8_t tmp[8];
+    for (int i = 0; i < bytes; i++)
+        tmp[i] = (uint8_t)(v >> (8 * i));
+    buf_put(b, tmp, (size_t)bytes);
+}
+
+static void put_str(buf *b, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    put_varint(b, n);
+    buf_put(b, s, n);
+}
+
+/* A reader over one decompressed section; ok turns false on any overrun
+ * and stays false (every getter then returns 0). */
+typedef struct rd {
+    const uint8_t *p, *end;
+    bool ok;
+} rd;
+
+static uint64_t get_varint(rd *r)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end) {
+            r->ok = false;
+            return 0;
+        }
+        uint8_t c = *r->p++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return v;
+    }
+    r->ok = false;
+    return 0;
+}
+
+static int64_t get_svarint(rd *r)
+{
+    uint64_t u = get_varint(r);
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+static uint64_t get_le(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* A malloc'd NUL-terminated copy of the next string, or NULL on overrun. */
+static char *get_str(rd *r)
+{
+    uint64_t n = get_varint(r);
+    if (!r->ok || n > (uint64_t)(r->end - r->p)) {
+        r->ok = false;
+        return NULL;
+    }
+    char *s = ml_xstrndup((const char *)r->p, (size_t)n);
+    r->p += n;
+    return s;
+}
+
+/* ---- writer ---- */
+
+typedef struct index_entry {
+    uint8_t type;
+    uint64_t offset;
+    int64_t t_first, t_last;
+    uint32_t n;
+} index_entry;
+
+typedef struct writer {
+    buf out;
+    index_entry *idx;
+    size_t nidx, capidx;
+} writer;
+
+static void add_section(writer *w, uint8_t type, const buf *body, int64_t t0, int64_t t1,
+                        uint32_t n)
+{
+    size_t bound = ZSTD_compressBound(body->n);
+    uint8_t *z = ml_xmalloc(bound ? bound : 1);
+    size_t zn = ZSTD_compress(z, bound, body->p ? body->p : (const uint8_t *)"", body->n, ZLEVEL);
+    if (ZSTD_isError(zn))
+        ml_oom(0); /* only an allocation failure inside zstd can fail here */
+    ml_xgrow((void **)&w->idx, &w->capidx, w->nidx + 1, sizeof(index_entry));
+    w->idx[w->nidx++] = (index_entry){type, w->out.n, t0, t1, n};
+    uint8_t h[SECTION_HEADER];
+    h[0] = type;
+    for (int i = 0; i < 4; i++) {
+        h[1 + i] = (uint8_t)(body->n >> (8 * i));
+        h[5 + i] = (uint8_t)(zn >> (8 * i));
+        h[9 + i] = (uint8_t)(XXH32(z, zn, 0) >> (8 * i));
+    }
+    buf_put(&w->out, h, sizeof(h));
+    buf_put(&w->out, z, zn);
+    free(z);
+}
+
+static void write_meta(writer *w, const ml_model *m)
+{
+    buf b = {0};
+    uint64_t period;
+    memcpy(&period, &m->sample_period, sizeof(period));
+    put_le(&b, period, 8);
+    put_varint(&b, m->closed);
+    put_svarint(&b, m->end_time);
+    put_varint(&b, m->nsamples);
+    put_varint(&b, m->nlogs);
+    put_varint(&b, m->nstatus);
+    add_section(w, SEC_META, &b, 0, 0, 0);
+    free(b.p);
+}
+
+static void write_tables(writer *w, const ml_model *m)
+{
+    buf b = {0};
+    put_varint(&b, m->nstrings);
+    for (size_t i = 0; i < m->nstrings; i++)
+        put_str(&b, m->strings[i]);
+    add_section(w, SEC_STRINGS, &b, 0, 0, (uint32_t)m->nstrings);
+    b.n = 0;
+    put_varint(&b, m->nframes);
+    for (size_t i = 0; i < m->nframes; i++) {
+        const ml_frame *f = &m->frames[i];
+        put_varint(&b, f->name);
+        put_varint(&b, f->file);
+        put_varint(&b, f->line);
+        put_varint(&b, f->first_line);
+        put_varint(&b, f->flags);
+    }
+    add_section(w, SEC_FRAMES, &b, 0, 0, (uint32_t)m->nframes);
+    b.n = 0;
+    put_varint(&b, m->nstacks);
+    for (size_t i = 0; i < m->nstacks; i++) {
+        const ml_stack *s = &m->stacks[i];
+        put_varint(&b, s->n);
+        put_varint(&b, s->truncated);
+        /* Frames of one stack share prefixes with neighbours: delta-coded. */
+        int64_t prev = 0;
+        for (uint32_t k = 0; k < s->n; k++) {
+            put_svarint(&b, (int64_t)s->frames[k] - prev);
+            prev = s->frames[k];
+        }
+    }
+    add_section(w, SEC_STACKS, &b, 0, 0, (uint32_t)m->nstacks);
+    b.n = 0;
+    put_varint(&b, m->nthreads);
+    for (size_t i = 0; i < m->nthreads; i++) {
+        const ml_thread *t = &m->threads[i];
+        put_varint(&b, t->defined);
+        put_varint(&b, t->ident);
+        put_varint(&b, t->native_id);
+        put_str(&b, t->name);
+        put_svarint(&b, t->started_us);
+        put_svarint(&b, t->ended_us);
+        put_varint(&b, t->samples);
+    }
+    add_section(w, SEC_THREADS, &b, 0, 0, (uint32_t)m->nthreads);
+    free(b.p);
+}
+
+static void write_events(writer *w, const ml_model *m)
+{
+    buf b = {0};
+    int64_t prev = 0;
+    put_varint(&b, m->nstatus);
+    for (size_t i = 0; i < m->nstatus; i++) {
+        const ml_status_tick *s = &m->status[i];
+        uint32_t cpu, sys;
+        memcpy(&cpu, &s->cpu_percent, 4);
+        memcpy(&sys, &s->system_cpu_percent, 4);
+        put_svarint(&b, s->time - prev);
+        prev = s->time;
+        put_le(&b, cpu, 4);
+        put_le(&b, sys, 4);
+        put_varint(&b, s->rss);
+        put_varint(&b, s->memory_total);
+        put_varint(&b, s->memory_free);
+        put_varint(&b, s->objects);
+        put_varint(&b, s->modules);
+    }
+    add_section(w, SEC_STATUS, &b, 0, 0, (uint32_t)m->nstatus);
+    b.n = 0;
+    prev = 0;
+    put_varint(&b, m->nlogs);
+    for (size_t i = 0; i < m->nlogs; i++) {
+        const ml_log_event *e = &m->logs[i];
+        put_svarint(&b, e->time - prev);
+        prev = e->time;
+        put_varint(&b, e->thread);
+        put_varint(&b, e->kind);
+        put_varint(&b, e->stack);
+        put_svarint(&b, e->level);
+        put_str(&b, e->message);
+        put_str(&b, e->logger);
+    }
+    add_section(w, SEC_LOGS, &b, 0, 0, (uint32_t)m->nlogs);
+    free(b.p);
+}
+
+/* Samples stay in journal order (the model's order); a block's time range
+ * is its min and max so out-of-order threads are still found. */
+static void write_samples(writer *w, const ml_model *m)
+{
+    buf b = {0};
+    for (size_t start = 0; start < m->nsamples; start += ML_RECORDING_BLOCK) {
+        size_t n = m->nsamples - start;
+        if (n > ML_RECORDING_BLOCK)
+            n = ML_RECORDING_BLOCK;
+        b.n = 0;
+        put_varint(&b, n);
+        int64_t prev = 0, lo = INT64_MAX, hi = INT64_MIN;
+        for (size_t i = start; i < start + n; i++) {
+            put_svarint(&b, m->sample_time[i] - prev);
+            prev = m->sample_time[i];
+            lo = prev < lo ? prev : lo;
+            hi = prev > hi ? prev : hi;
+        }
+        for (size_t i = start; i < start + n; i++)
+            put_varint(&b, m->sample_thread[i]);
+        for (size_t i = start; i < start + n; i++)
+            put_varint(&b, m->sample_stack[i]);
+        for (size_t i = start; i < start + n; i++)
+            put_varint(&b, m->sample_cpu[i]);
+        add_section(w, SEC_SAMPLES, &b, lo, hi, (uint32_t)n);
+    }
+    free(b.p);
+}
+
+int ml_recording_write(const ml_model *m, const char *path)
+{
+    writer w = {0};
+    buf_put(&w.out, ML_RECORDING_MAGIC, 4);
+    write_meta(&w, m);
+    write_tables(&w, m);
+    write_events(&w, m);
+    write_samples(&w, m);
+    uint64_t index_offset = w.out.n;
+    buf idx = {0};
+    put_le(&idx, w.nidx, 4);
+    for (size_t i = 0; i < w.nidx; i++) {
+        put_le(&idx, w.idx[i].type, 1);
+        put_le(&idx, w.idx[i].offset, 8);
+        put_le(&idx, (uint64_t)w.idx[i].t_first, 8);
+        put_le(&idx, (uint64_t)w.idx[i].t_last, 8);
+        put_le(&idx, w.idx[i].n, 4);
+    }
+    buf_put(&w.out, idx.p, idx.n);
+    put_le(&w.out, index_offset, 8);
+    put_le(&w.out, XXH32(idx.p, idx.n, 0), 4);
+    buf_put(&w.out, ML_RECORDING_END, 4);
+    int rv = ml_write_file_atomic(path, w.out.p, w.out.n);
+    free(idx.p);
+    free(w.idx);
+    free(w.out.p);
+    return rv;
+}
+
+/* ---- reader ---- */
+
+/* Decompresses the section at off of the file image; *body is malloc'd. */
+static int read_section(const uint8_t *file, size_t size, uint64_t off, uint8_t want,
+                        uint8_t **body, size_t *len)
+{
+    if (off > size || size - off < SECTION_HEADER || file[off] != want)
+        return -EBADMSG;
+    const uint8_t *h = file + off;
+    size_t raw = get_le(h + 1, 4), zn = get_le(h + 5, 4);
+    if (raw > ML_RECORDING_SECTION_MAX || zn > size - off - SECTION_HEADER ||
+        XXH32(h + SECTION_HEADER, zn, 0) != (uint32_t)get_le(h + 9, 4))
+        return -EBADMSG;
+    uint8_t *out = ml_xmalloc(raw ? raw : 1);
+    size_t got = ZSTD_decompress(out, raw, h + SECTION_HEADER, zn);
+    if (ZSTD_isError(got) || got != raw) {
+        free(out);
+        return -EBADMSG;
+    }
+    *body = out;
+    *len = raw;
+    return 0;
+}
+
+static void load_meta(ml_model *m, rd *r)
+{
+    if (r->end - r->p < 8) {
+        r->ok = false;
+        return;
+    }
+    uint64_t period = get_le(r->p, 8);
+    r->p += 8;
+    memcpy(&m->sample_period, &period, sizeof(period));
+    m->closed = get_varint(r) != 0;
+    m->end_time = get_svarint(r);
+}
+
+/* Sizes come from the file: check them against the bytes left (every
+ * entry takes at least one byte) before allocating. */
+static bool count_ok(rd *r, uint64_t n)
+{
+    if (!r->ok || n > (uint64_t)(r->end - r->p)) {
+        r->ok = false;
+        return false;
+    }
+    return true;
+}
+
+static void load_strings(ml_model *m, rd *r)
+{
+    uint64_t n = get_varint(r);
+    if (!count_ok(r, n))
+        return;
+    m->strings = ml_xcalloc(n + 1, sizeof(char *));
+    m->capstrings = n + 1;
+    for (uint64_t i = 0; i < n && r->ok; i++) {
+        m->strings[i] = get_str(r);
+        m->nstrings = i + 1;
+    }
+}
+
+static void load_frames(ml_model *m, rd *r)
+{
+    uint64_t n = get_varint(r);
+    if (!count_ok(r, n))
+        return;
+    m->frames = ml_xcalloc(n + 1, sizeof(ml_frame));
+    m->capframes = n + 1;
+    for (uint64_t i = 0; i < n && r->ok; i++) {
+        ml_frame *f = &m->frames[i];
+        f->name = (uint32_t)get_varint(r);
+        f->file = (uint32_t)get_varint(r);
+        f->line = (uint32_t)get_varint(r);
+        f->first_line = (uint32_t)get_varint(r);
+        f->flags = (uint32_t)get_varint(r);
+    }
+    m->nframes = r->ok ? n : 0;
+}
+
+static void load_stacks(ml_model *m, rd *r)
+{
+    uint64_t n = get_varint(r);
+    if (!count_ok(r, n))
+        return;
+    m->stacks = ml_xcalloc(n + 1, sizeof(ml_stack));
+    m->capstacks = n + 1;
+    for (uint64_t i = 0; i < n && r->ok; i++) {
+        ml_stack *s = &m->stacks[i];
+        uint64_t k = get_varint(r);
+        s->truncated = (uint32_t)get_varint(r);
+        if (!count_ok(r, k))
+            break;
+        s->n = (uint32_t)k;
+        s->frames = ml_xmalloc((k ? k : 1) * sizeof(uint32_t));
+        int64_t prev = 0;
+        for (uint64_t j = 0; j < k; j++) {
+            prev += get_svarint(r);
+            s->frames[j] = (uint32_t)prev;
+        }
+        m->nstacks = i + 1;
+    }
+}
+
+static void load_threads(ml_model *m, rd *r)
+{
+    uint64_t n = get_varint(r);
+    if (!count_ok(r, n))
+        return;
+    m->threads = ml_xcalloc(n + 1, sizeof(ml_thread));
+    m->capthreads = n + 1;
+    for (uint64_t i = 0; i < n && r->ok; i++) {
+        ml_thread *t = &m->threads[i];
+        t->defined = get_varint(r) != 0;
+        t->ident = get_varint(r);
+        t->native_id = get_varint(r);
+        t->name = get_str(r);
+        t->started_us = get_svarint(r);
+        t->ended_us = get_svarint(r);
+        t->samples = get_varint(r);
+        m->nthreads = i + 1;
+    }
+}
+
+static void load_status(ml_model *m, rd *r)
+{
+    uint64_t n = get_varint(r);
+    if (!count_ok(r, n))
+        return;
+    m->status = ml_xcalloc(n + 1, sizeof(ml_status_tick));
+    m->capstatus = n + 1;
+    int64_t t = 0;
+    for (uint64_t i = 0; i < n && r->ok; i++) {
+        ml_status_tick *s = &m->status[i];
+        t += get_svarint(r);
+        s->time = t;
+        if (r->end - r->p < 8) {
+            r->ok = false;
+            break;
+        }
+        uint32_t cpu = (uint32_t)get_le(r->p, 4), sys = (uint32_t)get_le(r->p + 4, 4);
+        r->p += 8;
+        memcpy(&s->cpu_percent, &cpu, 4);
+        memcpy(&s->system_cpu_percent, &sys, 4);
+        s->rss = get_varint(r);
+        s->memory_total = get_varint(r);
+        s->memory_free = get_varint(r);
+        s->objects = get_varint(r);
+        s->modules = (uint32_t)get_varint(r);
+        m->nstatus = i + 1;
+    }
+}
+
+static void load_logs(ml_model *m, rd *r)
+{
+    uint64_t n = get_varint(r);
+    if (!count_ok(r, n))
+        return;
+    m->logs = ml_xcalloc(n + 1, sizeof(ml_log_event));
+    m->caplogs = n + 1;
+    int64_t t = 0;
+    for (uint64_t i = 0; i < n && r->ok; i++) {
+        ml_log_event *e = &m->logs[i];
+        t += get_svarint(r);
+        e->time = t;
+        e->thread = (uint32_t)get_varint(r);
+        e->kind = (uint32_t)get_varint(r);
+        e->stack = (uint32_t)get_varint(r);
+        e->level = (int32_t)get_svarint(r);
+        e->message = get_str(r);
+        e->logger = get_str(r);
+        if (e->message == NULL)
+            e->message = ml_xstrdup("");
+        if (e->logger == NULL)
+            e->logger = ml_xstrdup("");
+        m->nlogs = i + 1;
+    }
+}
+
+static void load_samples(ml_model *m, rd *r)
+{
+    uint64_t n = get_varint(r);
+    if (!count_ok(r, n))
+        return;
+    size_t need = m->nsamples + n, cap;
+    cap = m->capsamples;
+    ml_xgrow((void **)&m->sample_thread, &cap, need, sizeof(uint32_t));
+    cap = m->capsamples;
+    ml_xgrow((void **)&m->sample_stack, &cap, need, sizeof(uint32_t));
+    cap = m->capsamples;
+    ml_xgrow((void **)&m->sample_cpu, &cap, need, sizeof(uint32_t));
+    cap = m->capsamples;
+    ml_xgrow((void **)&m->sample_time, &cap, need, sizeof(int64_t));
+    m->capsamples = cap;
+    size_t base = m->nsamples;
+    int64_t t = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        t += get_svarint(r);
+        m->sample_time[base + i] = t;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        m->sample_thread[base + i] = (uint32_t)get_varint(r);
+    for (uint64_t i = 0; i < n; i++)
+        m->sample_stack[base + i] = (uint32_t)get_varint(r);
+    for (uint64_t i = 0; i < n; i++)
+        m->sample_cpu[base + i] = (uint32_t)get_varint(r);
+    if (r->ok) {
+        m->nsamples = need;
+        /* Streaming load: a consumer can take each block as it comes, so
+         * a long recording never sits in the sample columns whole. */
+        if (m->on_batch)
+            m->on_batch(m, m->on_batch_arg);
+    }
+}
+
+typedef void (*section_loader)(ml_model *m, rd *r);
+
+static section_loader loader_for(uint8_t type)
+{
+    switch (type) {
+    case SEC_META:
+        return load_meta;
+    case SEC_STRINGS:
+        return load_strings;
+    case SEC_FRAMES:
+        return load_frames;
+    case SEC_STACKS:
+        return load_stacks;
+    case SEC_THREADS:
+        return load_threads;
+    case SEC_STATUS:
+        return load_status;
+    case SEC_LOGS:
+        return load_logs;
+    case SEC_SAMPLES:
+        return load_samples;
+    default:
+        return NULL;
+    }
+}
+
+static int load_image(ml_model *m, const uint8_t *file, size_t size, int64_t t0, int64_t t1,
+                      uint32_t *blocks_read)
+{
+    if (size < 4 + 4 + TRAILER || memcmp(file, ML_RECORDING_MAGIC, 4) != 0 ||
+        memcmp(file + size - 4, ML_RECORDING_END, 4) != 0)
+        return -EBADMSG;
+    uint64_t ioff = get_le(file + size - TRAILER, 8);
+    if (ioff < 4 || ioff > size - TRAILER - 4)
+        return -EBADMSG;
+    const uint8_t *idx = file + ioff;
+    size_t ilen = size - TRAILER - ioff;
+    uint32_t count = (uint32_t)get_le(idx, 4);
+    if (XXH32(idx, ilen, 0) != (uint32_t)get_le(file + size - 8, 4) ||
+        ilen != 4 + (size_t)count * INDEX_ENTRY)
+        return -EBADMSG;
+    uint32_t blocks = 0;
+    int rv = 0;
+    for (uint32_t i = 0; i < count && rv == 0; i++) {
+        const uint8_t *e = idx + 4 + (size_t)i * INDEX_ENTRY;
+        uint8_t type = e[0];
+        uint64_t off = get_le(e + 1, 8);
+        int64_t first = (int64_t)get_le(e + 9, 8), last = (int64_t)get_le(e + 17, 8);
+        section_loader load = loader_for(type);
+        if (load == NULL)
+            continue; /* a section of a later version: skipped */
+        if (type == SEC_SAMPLES && (last < t0 || first > t1))
+            continue; /* the time index: this block is outside the window */
+        uint8_t *body;
+        size_t len;
+        if ((rv = read_section(file, ioff, off, type, &body, &len)) != 0)
+            break;
+        rd r = {body, body + len, true};
+        load(m, &r);
+        free(body);
+        if (!r.ok)
+            rv = -EBADMSG;
+        blocks += type == SEC_SAMPLES;
+    }
+    if (blocks_read)
+        *blocks_read = blocks;
+    return rv;
+}
+
+int ml_recording_load_range(ml_model *m, const char *path, int64_t t0, int64_t t1,
+                            uint32_t *blocks_read)
+{
+    char *file;
+    size_t size;
+    int rv = ml_read_file(path, (size_t)4 << 30, &file, &size);
+    if (rv != 0)
+        return rv;
+    rv = load_image(m, (const uint8_t *)file, size, t0, t1, blocks_read);
+    free(file);
+    return rv;
+}
+
+int ml_recording_load(ml_model *m, const char *path)
+{
+    return ml_recording_load_range(m, path, INT64_MIN, INT64_MAX, NULL);
+}
+
+int ml_recording_compact(const char *journal_path, const char *rec_path)
+{
+    ml_model m;
+    ml_model_init(&m);
+    int rv = ml_model_load(&m, journal_path);
+    if (rv == 0)
+        rv = ml_recording_write(&m, rec_path);
+    ml_model_dispose(&m);
+    return rv;
+}

@@ -1,0 +1,63 @@
+/*
+ * recording.mlr: the compact, immutable file a finished run is compacted
+ * into (the journal is removed once it is durable). Written once from a
+ * run's model, read back into a model by the query side.
+ *
+ * File layout (integers little-endian; "varint" is LEB128, "zigzag" maps
+ * signed to unsigned first):
+ *
+ *   "MLR1"
+ *   section*     u8 type | u32 raw_len | u32 z_len | u32 xxh32(zdata) | zdata[z_len]
+ *                zdata is the zstd-compressed body of the section
+ *   index        u32 count | count * (u8 type | u64 offset | i64 t_first | i64 t_last | u32 n)
+ *   trailer      u64 index_offset | u32 xxh32(index) | "MLRE"
+ *
+ * Sections: META (period, closed, end time, counts), STRINGS, FRAMES,
+ * STACKS, THREADS (the interned tables, ids delta-coded), STATUS and LOGS
+ * (columns), then SAMPLES blocks of at most ML_RECORDING_BLOCK samples in
+ * time order, each holding four varint columns (zigzag time deltas,
+ * thread, stack, cpu). The index gives every block's first and last
+ * sample time, so a reader of a time window decompresses only the blocks
+ * that overlap it.
+ *
+ * Blocking file I/O; pure functions of their arguments, any thread (the
+ * collector writes recordings on the libuv thread pool).
+ */
+#ifndef ML_COLLECTOR_RECORDING_H
+#define ML_COLLECTOR_RECORDING_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+#define ML_RECORDING_FILE "recording.mlr"
+#define ML_RECORDING_MAGIC "MLR1"
+#define ML_RECORDING_END "MLRE"
+/* Samples per SAMPLES block: the unit a time-window query reads. */
+#define ML_RECORDING_BLOCK 16384
+/* Largest section accepted by the reader (raw or compressed). */
+#define ML_RECORDING_SECTION_MAX (256u << 20)
+
+/* Writes m as a recording at path atomically (path.tmp, fsync, rename,
+ * fsync of the directory): on success the recording is durable; on error
+ * path is unchanged. Returns 0 or -errno (-ENOSPC on a full disk). */
+int ml_recording_write(const ml_model *m, const char *path);
+
+/* Loads the whole recording at path into m, which must be freshly
+ * initialised (ml_model_init). Returns 0, -EBADMSG for a file that is not
+ * a valid recording (bad magic, checksum, or structure), or -errno; on
+ * error m may hold part of the data and must still be disposed. */
+int ml_recording_load(ml_model *m, const char *path);
+
+/* Like ml_recording_load() but loads only the sample blocks that overlap
+ * [t0, t1] (us since run start); tables, status and logs are always
+ * loaded. *blocks_read (if not NULL) is set to the number of sample blocks
+ * decompressed. */
+int ml_recording_load_range(ml_model *m, const char *path, int64_t t0, int64_t t1,
+                            uint32_t *blocks_read);
+
+/* Converts the journal at journal_path into a recording at rec_path
+ * (ml_model_load() then ml_recording_write()). Returns 0 or -errno. */
+int ml_recording_compact(const char *journal_path, const char *rec_path);
+
+#endif

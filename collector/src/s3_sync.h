@@ -1,0 +1,46 @@
+/*
+ * The collector's side of S3 (s3.h is the client): uploads finished runs,
+ * learns the runs other collectors uploaded by listing the bucket at
+ * start-up and every s3_list_ms, fetches a remote run's recording into
+ * the local cache (the run's directory) when it is first read, and
+ * deletes a run's objects. Objects: <prefix>/runs/<team>/<label>/<stamp>/
+ * recording.mlr and run.json; run.json is written last, so a listed run
+ * is always whole. Loop thread only.
+ */
+#ifndef ML_COLLECTOR_S3_SYNC_H
+#define ML_COLLECTOR_S3_SYNC_H
+
+#include <stdbool.h>
+
+#include "run.h"
+
+typedef struct ml_collector ml_collector;
+
+/* Starts the periodic listing (first one now). */
+void ml_s3sync_start(ml_collector *c);
+
+/* Cancels everything and closes the client and the timer; holds a
+ * close_pending reference until they are closed. */
+void ml_s3sync_close(ml_collector *c);
+
+/* Uploads r (recorded, not remote) unless an upload is in flight or
+ * backing off. On failure retried by housekeeping with backoff. */
+void ml_s3sync_upload(ml_collector *c, ml_run *r);
+
+/* Deletes r's objects (run.json first); failures are retried by
+ * housekeeping until the collector closes. */
+void ml_s3sync_delete(ml_collector *c, const ml_run *r);
+
+/* Housekeeping: uploads due, deletes to retry. */
+void ml_s3sync_housekeeping(ml_collector *c);
+
+/* True when r's data is only in the bucket (a remote run whose recording
+ * is not cached yet). */
+bool ml_s3sync_needs_fetch(ml_collector *c, const ml_run *r);
+
+/* Fetches r's recording into its local directory and calls done(arg, rv)
+ * (0 or -errno) from the loop; concurrent fetches of one run are shared.
+ * Returns 0 or -errno (done not called). */
+int ml_s3sync_fetch(ml_collector *c, ml_run *r, void (*done)(void *arg, int rv), void *arg);
+
+#endif
