@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 
@@ -13,6 +14,7 @@
 #include "log.h"
 #include "mem.h"
 #include "retention.h"
+#include "runid.h"
 #include "s3.h"
 #include "s3_sync.h"
 
@@ -89,7 +91,7 @@ static int start_listeners(ml_collector *c, const ml_collector_config *cfg)
             return -EACCES;
         }
         rv = ml_ingest_start(c->loop, cfg->ingest, cfg->ingest_contexts, ml_ingest_handle, c,
-                             &c->ingest);
+                             cfg->hosted, &c->ingest);
         if (rv != 0)
             return rv;
         ml_ingest_set_flush(c->ingest, sync_cb);
@@ -104,6 +106,7 @@ int ml_collector_start(ml_collector *c, uv_loop_t *loop, const ml_collector_conf
 {
     memset(c, 0, sizeof(*c));
     c->loop = loop;
+    c->hosted = cfg->hosted;
     c->team = ml_xstrdup(cfg->team ? cfg->team : ML_DEFAULT_TEAM);
     c->ui_dir = cfg->ui_dir ? ml_xstrdup(cfg->ui_dir) : NULL;
     c->ingest_advertise = cfg->ingest_advertise ? ml_xstrdup(cfg->ingest_advertise) : NULL;
@@ -130,6 +133,19 @@ int ml_collector_start(ml_collector *c, uv_loop_t *loop, const ml_collector_conf
     }
     c->retain_days = cfg->retain_days;
     c->retain_bytes = cfg->retain_bytes;
+    c->collector_id = cfg->collector_id;
+    if (c->collector_id > ML_COLLECTOR_ID_MAX) {
+        ml_error("collector id %u out of range 1..%d", c->collector_id, ML_COLLECTOR_ID_MAX);
+        return -EINVAL;
+    }
+    if (cfg->s3 && c->collector_id == 0) {
+        char host[256] = "";
+        gethostname(host, sizeof(host) - 1);
+        c->collector_id = ml_collector_id_from_host(host);
+        ml_warn("s3: no --collector-id; using %u (from host name \"%s\"); give every "
+                "collector of one bucket a distinct id",
+                c->collector_id, host);
+    }
     if (cfg->s3) {
         if ((rv = ml_s3_new(loop, cfg->s3, &c->s3)) != 0)
             return rv;

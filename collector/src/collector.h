@@ -16,7 +16,13 @@
  *   store.c         <data>/runs/<team>/<label>/<stamp>/ and run.json
  *   run.c           run metadata and its JSON
  *   runid.c         label / timestamp / run id validation
- *   index.c         runs in memory, regex filter
+ *   index.c         runs in memory, regex filter, listing queries and paging
+ *   s3.c            S3 client: libcurl multi on the loop, retries, multipart
+ *   sigv4.c, xml.c  SigV4 signing (OpenSSL), S3 XML answers (expat)
+ *   s3_sync.c       upload, bucket listing, fetch, delete of runs in S3
+ *   cache.c         HTTP requests waiting for a remote run's fetch
+ *   retention.c     --retain-days / --retain-bytes
+ *   recording*.c    compaction of finished runs
  *   model.c         a run's journal as tables, samples, logs
  *   query.c         model cache; log and threads answers
  *   flamegraph.c    the whole-run call tree
@@ -61,9 +67,14 @@ typedef struct ml_collector_config {
     int ingest_contexts;           /* 0: ML_INGEST_CONTEXTS */
     const struct ml_s3_config *s3; /* the bucket (s3.h); NULL: local disk only */
     uint32_t s3_list_ms;           /* 0: ML_S3_LIST_MS */
+    unsigned collector_id;         /* 1..ML_COLLECTOR_ID_MAX: partitions run stamps among
+                                      the collectors of one bucket (runid.h); 0: derived
+                                      from the host name when s3 is set, else unused */
     uint32_t retain_days;          /* 0: keep runs of any age */
     uint64_t retain_bytes;         /* per team; 0: no limit */
     const char *spool_dir;         /* clients' spool files to import (spool.h); NULL: none */
+    struct ml_hosted *hosted;      /* hosted mode (hosted.h: tokens, limits, TLS), borrowed;
+                                      NULL: standalone */
 } ml_collector_config;
 
 typedef struct ml_http ml_http;
@@ -71,6 +82,7 @@ typedef struct ml_ingest ml_ingest;
 struct ml_s3;
 struct pending_delete;
 struct ml_s3_fetch;
+struct ml_hosted;
 
 typedef struct ml_collector {
     uv_loop_t *loop;
@@ -91,7 +103,8 @@ typedef struct ml_collector {
     struct ml_s3 *s3;
     uv_timer_t s3_timer; /* periodic listing */
     uint32_t s3_list_ms;
-    uint32_t s3_round; /* listings started */
+    unsigned collector_id; /* 0 without a bucket; see ml_stamp_make() */
+    uint32_t s3_round;     /* listings started */
     bool s3_listing;
     int s3_uploads; /* in flight */
     struct pending_delete *s3_deletes;
@@ -101,7 +114,8 @@ typedef struct ml_collector {
     uint64_t retain_bytes;
     /* Spool import (spool.c): NULL when this collector imports none. */
     char *spool_dir;
-    uint64_t spool_scan_at; /* uv_now of the next periodic scan */
+    uint64_t spool_scan_at;   /* uv_now of the next periodic scan */
+    struct ml_hosted *hosted; /* borrowed from the config; NULL: standalone */
     bool closing;
     int close_pending; /* handles still closing */
     void (*closed_cb)(struct ml_collector *c);

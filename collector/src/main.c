@@ -19,10 +19,13 @@
 
 #include "collector.h"
 #include "fsutil.h"
+#include "hosted.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "runid.h"
 #include "s3.h"
+#include "wire.h"
 
 #define EXIT_USAGE 2
 
@@ -48,7 +51,23 @@ static const char usage[] =
     "                          deleting the oldest finished runs first\n"
     "  --s3-list-interval SECONDS  how often the S3 bucket is listed for runs other\n"
     "                          collectors uploaded (30)\n"
+    "  --collector-id N        1..99, distinct for every collector over one S3 bucket\n"
+    "                          (run ids stay unique; default $MICROLOG_COLLECTOR_ID,\n"
+    "                          else derived from the host name)\n"
     "  --ready-file PATH       once listening, write {\"http\",\"ingest\",\"pid\"} there\n"
+    "\n"
+    "Hosted mode (shared by teams; docs/hosted.md):\n"
+    "  --tokens FILE           tokens file (token team user read|write|admin per line):\n"
+    "                          every ingest and HTTP request needs a token; reloaded on\n"
+    "                          SIGHUP; allows non-loopback addresses\n"
+    "  --tls-cert FILE         PEM certificate chain: HTTPS, and TLS for a tls+tcp:// ingest\n"
+    "  --tls-key FILE          PEM private key of --tls-cert\n"
+    "  --max-ingest-rate BYTES per token, bytes per second of ingest (K, M, G)\n"
+    "  --ingest-burst BYTES    per token burst above the rate (default: one second's worth)\n"
+    "  --max-run-size BYTES    largest stored run (journal bytes)\n"
+    "  --max-message-size BYTES  largest ingest request (default and cap 16M)\n"
+    "  --max-connections N     ingest connections at once\n"
+    "\n"
     "  --verbose               log debug messages\n"
     "  --help                  show this help\n"
     "  --version               show the version\n"
@@ -64,6 +83,9 @@ typedef struct options {
     char *data_dir; /* owned defaults */
     char *ui_dir;
     char *spool_dir;
+    const char *tokens, *tls_cert, *tls_key; /* hosted mode */
+    ml_limits limits;
+    bool hosted;
 } options;
 
 static char *default_data_dir(void)
@@ -99,6 +121,74 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* Hosted-mode options, numbered apart from parse_args' own. */
+enum hosted_option {
+    O_TOKENS = 300,
+    O_TLS_CERT,
+    O_TLS_KEY,
+    O_RATE,
+    O_BURST,
+    O_MAX_RUN,
+    O_MAX_MSG,
+    O_MAX_CONN
+};
+
+/* The hosted-mode flags (hosted.h). Returns -1 to go on, or an exit
+ * status. */
+static int parse_hosted_option(int ch, options *o)
+{
+    uint64_t v = 0;
+    o->hosted = true;
+    switch (ch) {
+    case O_TOKENS:
+        o->tokens = optarg;
+        return -1;
+    case O_TLS_CERT:
+        o->tls_cert = optarg;
+        return -1;
+    case O_TLS_KEY:
+        o->tls_key = optarg;
+        return -1;
+    default:
+        break;
+    }
+    if (ml_parse_bytes(optarg, &v) != 0)
+        return usage_error("%s", "a limit wants a positive number (K, M, G suffixes allowed)");
+    switch (ch) {
+    case O_RATE:
+        o->limits.rate_bytes = v;
+        break;
+    case O_BURST:
+        o->limits.burst_bytes = v;
+        break;
+    case O_MAX_RUN:
+        o->limits.max_run_bytes = v;
+        break;
+    case O_MAX_MSG:
+        if (v > ML_WIRE_MAX_MESSAGE)
+            return usage_error("%s", "--max-message-size is at most 16M (the protocol's cap)");
+        o->limits.max_message_bytes = (uint32_t)v;
+        break;
+    default:
+        if (v > 1000000)
+            return usage_error("%s", "--max-connections wants a count up to 1000000");
+        o->limits.max_connections = (uint32_t)v;
+        break;
+    }
+    return -1;
+}
+
+/* "1".."99" into *id. Returns 0 or -EINVAL. */
+static int parse_collector_id(const char *s, unsigned *id)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || v < 1 || v > ML_COLLECTOR_ID_MAX)
+        return -EINVAL;
+    *id = (unsigned)v;
+    return 0;
+}
+
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, options *o)
 {
@@ -115,7 +205,8 @@ static int parse_args(int argc, char **argv, options *o)
         O_LIVE_TIMEOUT,
         O_RETAIN_DAYS,
         O_RETAIN_BYTES,
-        O_S3_LIST
+        O_S3_LIST,
+        O_COLLECTOR_ID
     };
     static const struct option longopts[] = {
         {"standalone", no_argument, NULL, O_STANDALONE},
@@ -131,6 +222,15 @@ static int parse_args(int argc, char **argv, options *o)
         {"retain-days", required_argument, NULL, O_RETAIN_DAYS},
         {"retain-bytes", required_argument, NULL, O_RETAIN_BYTES},
         {"s3-list-interval", required_argument, NULL, O_S3_LIST},
+        {"collector-id", required_argument, NULL, O_COLLECTOR_ID},
+        {"tokens", required_argument, NULL, O_TOKENS},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"max-ingest-rate", required_argument, NULL, O_RATE},
+        {"ingest-burst", required_argument, NULL, O_BURST},
+        {"max-run-size", required_argument, NULL, O_MAX_RUN},
+        {"max-message-size", required_argument, NULL, O_MAX_MSG},
+        {"max-connections", required_argument, NULL, O_MAX_CONN},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -208,6 +308,23 @@ static int parse_args(int argc, char **argv, options *o)
             o->cfg.s3_list_ms = (uint32_t)(secs * 1000 + 0.5);
             break;
         }
+        case O_COLLECTOR_ID:
+            if (parse_collector_id(optarg, &o->cfg.collector_id) != 0)
+                return usage_error("--collector-id wants a number in 1..99, not \"%s\"", optarg);
+            break;
+        case O_TOKENS:
+        case O_TLS_CERT:
+        case O_TLS_KEY:
+        case O_RATE:
+        case O_BURST:
+        case O_MAX_RUN:
+        case O_MAX_MSG:
+        case O_MAX_CONN: {
+            int st = parse_hosted_option(ch, o);
+            if (st >= 0)
+                return st;
+            break;
+        }
         case 'v':
             ml_log_set_level(ML_LOG_DEBUG);
             break;
@@ -247,7 +364,19 @@ static int write_ready_file(const char *path, ml_collector *c)
     return rv;
 }
 
-static uv_signal_t sigint_h, sigterm_h;
+static uv_signal_t sigint_h, sigterm_h, sighup_h;
+
+/* SIGHUP: reread the tokens file; a bad file keeps the old tokens. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    ml_hosted *h = s->data;
+    char err[400];
+    (void)signum;
+    if (ml_auth_reload(&h->auth, err, sizeof(err)) == 0)
+        ml_info("SIGHUP: %zu tokens loaded from %s", h->auth.nentries, h->auth.path);
+    else
+        ml_error("SIGHUP: %s; keeping the previous tokens", err);
+}
 
 static void on_closed(ml_collector *c)
 {
@@ -262,6 +391,8 @@ static void on_signal(uv_signal_t *s, int signum)
      * ends the process at once. */
     uv_close((uv_handle_t *)&sigint_h, NULL);
     uv_close((uv_handle_t *)&sigterm_h, NULL);
+    if (sighup_h.data)
+        uv_close((uv_handle_t *)&sighup_h, NULL);
     ml_collector_close(c, on_closed);
 }
 
@@ -272,6 +403,11 @@ static void watch_signals(uv_loop_t *loop, ml_collector *c)
     sigint_h.data = sigterm_h.data = c;
     uv_signal_start(&sigint_h, on_signal, SIGINT);
     uv_signal_start(&sigterm_h, on_signal, SIGTERM);
+    if (c->hosted && c->hosted->has_tokens) {
+        uv_signal_init(loop, &sighup_h);
+        sighup_h.data = c->hosted;
+        uv_signal_start(&sighup_h, on_sighup, SIGHUP);
+    }
 }
 
 int main(int argc, char **argv)
@@ -286,8 +422,8 @@ int main(int argc, char **argv)
         /* the machine's own collector imports the machine's spool */
         if (o.cfg.spool_dir == NULL) {
             const char *env = getenv("MICROLOG_SPOOL_DIR");
-            o.cfg.spool_dir = o.spool_dir = env && *env ? ml_xstrdup(env)
-                                                        : ml_xasprintf("%s/spool", o.data_dir);
+            o.cfg.spool_dir = o.spool_dir =
+                env && *env ? ml_xstrdup(env) : ml_xasprintf("%s/spool", o.data_dir);
         }
     }
     if (o.cfg.ui_dir == NULL)
@@ -303,12 +439,47 @@ int main(int argc, char **argv)
     if (s3rv < 0) {
         fprintf(stderr, "micrologd: %s\n", err);
         free(o.data_dir);
-    free(o.spool_dir);
+        free(o.spool_dir);
         free(o.ui_dir);
         return EXIT_USAGE;
     }
     if (s3rv == 0)
         o.cfg.s3 = &s3;
+    const char *idenv = getenv("MICROLOG_COLLECTOR_ID");
+    if (o.cfg.collector_id == 0 && idenv && *idenv &&
+        parse_collector_id(idenv, &o.cfg.collector_id) != 0) {
+        fprintf(stderr, "micrologd: MICROLOG_COLLECTOR_ID wants a number in 1..%d, not \"%s\"\n",
+                ML_COLLECTOR_ID_MAX, idenv);
+        if (s3rv == 0)
+            ml_s3_config_dispose(&s3);
+        free(o.data_dir);
+        free(o.spool_dir);
+        free(o.ui_dir);
+        return EXIT_USAGE;
+    }
+
+    ml_hosted hosted;
+    if (o.hosted) {
+        if (ml_hosted_init(&hosted, o.tokens, &o.limits, o.tls_cert, o.tls_key, err, sizeof(err)) !=
+            0) {
+            fprintf(stderr, "micrologd: %s\n", err);
+            ml_hosted_dispose(&hosted);
+            if (s3rv == 0)
+                ml_s3_config_dispose(&s3);
+            free(o.data_dir);
+            free(o.spool_dir);
+            free(o.ui_dir);
+            return EXIT_USAGE;
+        }
+        o.cfg.hosted = &hosted;
+        /* With tokens every request is authenticated: other addresses than
+         * loopback are fine. Without, --allow-remote is the explicit force. */
+        if (hosted.has_tokens)
+            o.cfg.allow_remote = true;
+        else if (o.cfg.allow_remote)
+            ml_warn("--allow-remote without --tokens: anyone who reaches this collector can read "
+                    "and write every run");
+    }
 
     uv_loop_t *loop = uv_default_loop();
     ml_collector c;
@@ -331,6 +502,8 @@ int main(int argc, char **argv)
     nng_fini();
     if (s3rv == 0)
         ml_s3_config_dispose(&s3);
+    if (o.hosted)
+        ml_hosted_dispose(&hosted);
     free(o.data_dir);
     free(o.spool_dir);
     free(o.ui_dir);

@@ -329,19 +329,60 @@ int ml_recording_write(const ml_model *m, const char *path)
 
 /* ---- reader ---- */
 
-/* Decompresses the section at off of the file image; *body is malloc'd. */
-static int read_section(const uint8_t *file, size_t size, uint64_t off, uint8_t want,
-                        uint8_t **body, size_t *len)
+/* The reader never holds the whole file: it preads the trailer, the index,
+ * then one section at a time (compressed bytes into a buffer reused across
+ * sections, then the decompressed body), so the memory needed to load a
+ * recording is the model plus the largest section, not model + file. */
+typedef struct src {
+    int fd;
+    uint64_t size;
+    uint8_t *z; /* compressed bytes of the current section */
+    size_t zcap;
+} src;
+
+/* Reads exactly n bytes at off. Returns 0, -EBADMSG when the file is
+ * shorter (it changed or lies about its sizes), or -errno. */
+static int pread_all(int fd, void *dst, size_t n, uint64_t off)
 {
-    if (off > size || size - off < SECTION_HEADER || file[off] != want)
+    uint8_t *p = dst;
+    while (n > 0) {
+        ssize_t got = pread(fd, p, n, (off_t)off);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (got == 0)
+            return -EBADMSG;
+        p += got;
+        n -= (size_t)got;
+        off += (uint64_t)got;
+    }
+    return 0;
+}
+
+/* Decompresses the section at off, which must end before limit (the index
+ * offset); *body is malloc'd. */
+static int read_section(src *s, uint64_t limit, uint64_t off, uint8_t want, uint8_t **body,
+                        size_t *len)
+{
+    uint8_t h[SECTION_HEADER];
+    if (off > limit || limit - off < SECTION_HEADER)
         return -EBADMSG;
-    const uint8_t *h = file + off;
+    int rv = pread_all(s->fd, h, sizeof(h), off);
+    if (rv != 0)
+        return rv;
     size_t raw = get_le(h + 1, 4), zn = get_le(h + 5, 4);
-    if (raw > ML_RECORDING_SECTION_MAX || zn > size - off - SECTION_HEADER ||
-        XXH32(h + SECTION_HEADER, zn, 0) != (uint32_t)get_le(h + 9, 4))
+    if (h[0] != want || raw > ML_RECORDING_SECTION_MAX || zn > ML_RECORDING_SECTION_MAX ||
+        zn > limit - off - SECTION_HEADER)
+        return -EBADMSG;
+    ml_xgrow((void **)&s->z, &s->zcap, zn ? zn : 1, 1);
+    if ((rv = pread_all(s->fd, s->z, zn, off + SECTION_HEADER)) != 0)
+        return rv;
+    if (XXH32(s->z, zn, 0) != (uint32_t)get_le(h + 9, 4))
         return -EBADMSG;
     uint8_t *out = ml_xmalloc(raw ? raw : 1);
-    size_t got = ZSTD_decompress(out, raw, h + SECTION_HEADER, zn);
+    size_t got = ZSTD_decompress(out, raw, s->z, zn);
     if (ZSTD_isError(got) || got != raw) {
         free(out);
         return -EBADMSG;
@@ -567,24 +608,49 @@ static section_loader loader_for(uint8_t type)
     }
 }
 
-static int load_image(ml_model *m, const uint8_t *file, size_t size, int64_t t0, int64_t t1,
-                      uint32_t *blocks_read)
+/* Reads and checks the trailer and the index; *idx (malloc'd) holds count
+ * entries of INDEX_ENTRY bytes and *ioff is where the sections end. */
+static int read_index(src *s, uint8_t **idx, uint32_t *count, uint64_t *ioff)
 {
-    if (size < 4 + 4 + TRAILER || memcmp(file, ML_RECORDING_MAGIC, 4) != 0 ||
-        memcmp(file + size - 4, ML_RECORDING_END, 4) != 0)
+    uint8_t head[4], tail[TRAILER], cnt[4];
+    int rv;
+    if (s->size < 4 + 4 + TRAILER)
         return -EBADMSG;
-    uint64_t ioff = get_le(file + size - TRAILER, 8);
-    if (ioff < 4 || ioff > size - TRAILER - 4)
+    if ((rv = pread_all(s->fd, head, 4, 0)) != 0 ||
+        (rv = pread_all(s->fd, tail, TRAILER, s->size - TRAILER)) != 0)
+        return rv;
+    if (memcmp(head, ML_RECORDING_MAGIC, 4) != 0 || memcmp(tail + 12, ML_RECORDING_END, 4) != 0)
         return -EBADMSG;
-    const uint8_t *idx = file + ioff;
-    size_t ilen = size - TRAILER - ioff;
-    uint32_t count = (uint32_t)get_le(idx, 4);
-    if (XXH32(idx, ilen, 0) != (uint32_t)get_le(file + size - 8, 4) ||
-        ilen != 4 + (size_t)count * INDEX_ENTRY)
+    uint64_t off = get_le(tail, 8);
+    if (off < 4 || off > s->size - TRAILER - 4)
         return -EBADMSG;
-    uint32_t blocks = 0;
-    int rv = 0;
-    for (uint32_t i = 0; i < count && rv == 0; i++) {
+    uint64_t ilen = s->size - TRAILER - off;
+    if ((rv = pread_all(s->fd, cnt, 4, off)) != 0)
+        return rv;
+    uint32_t n = (uint32_t)get_le(cnt, 4);
+    /* The count is checked against the index length before anything of
+     * that size is allocated. */
+    if (ilen != 4 + (uint64_t)n * INDEX_ENTRY)
+        return -EBADMSG;
+    uint8_t *p = ml_xmalloc((size_t)ilen);
+    if ((rv = pread_all(s->fd, p, (size_t)ilen, off)) != 0 ||
+        XXH32(p, (size_t)ilen, 0) != (uint32_t)get_le(tail + 8, 4)) {
+        free(p);
+        return rv ? rv : -EBADMSG;
+    }
+    *idx = p;
+    *count = n;
+    *ioff = off;
+    return 0;
+}
+
+static int load_file(ml_model *m, src *s, int64_t t0, int64_t t1, uint32_t *blocks_read)
+{
+    uint8_t *idx = NULL;
+    uint32_t count = 0, blocks = 0;
+    uint64_t ioff;
+    int rv = read_index(s, &idx, &count, &ioff);
+    for (uint32_t i = 0; rv == 0 && i < count; i++) {
         const uint8_t *e = idx + 4 + (size_t)i * INDEX_ENTRY;
         uint8_t type = e[0];
         uint64_t off = get_le(e + 1, 8);
@@ -596,7 +662,7 @@ static int load_image(ml_model *m, const uint8_t *file, size_t size, int64_t t0,
             continue; /* the time index: this block is outside the window */
         uint8_t *body;
         size_t len;
-        if ((rv = read_section(file, ioff, off, type, &body, &len)) != 0)
+        if ((rv = read_section(s, ioff, off, type, &body, &len)) != 0)
             break;
         rd r = {body, body + len, true};
         load(m, &r);
@@ -605,6 +671,7 @@ static int load_image(ml_model *m, const uint8_t *file, size_t size, int64_t t0,
             rv = -EBADMSG;
         blocks += type == SEC_SAMPLES;
     }
+    free(idx);
     if (blocks_read)
         *blocks_read = blocks;
     return rv;
@@ -613,13 +680,23 @@ static int load_image(ml_model *m, const uint8_t *file, size_t size, int64_t t0,
 int ml_recording_load_range(ml_model *m, const char *path, int64_t t0, int64_t t1,
                             uint32_t *blocks_read)
 {
-    char *file;
-    size_t size;
-    int rv = ml_read_file(path, (size_t)4 << 30, &file, &size);
-    if (rv != 0)
-        return rv;
-    rv = load_image(m, (const uint8_t *)file, size, t0, t1, blocks_read);
-    free(file);
+    src s = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
+    if (s.fd < 0)
+        return -errno;
+    struct stat st;
+    int rv = fstat(s.fd, &st) != 0 ? -errno : 0;
+    if (rv == 0 && !S_ISREG(st.st_mode))
+        rv = -EBADMSG;
+    if (rv == 0) {
+        s.size = (uint64_t)st.st_size;
+        /* Sections are read once, front to back. */
+        (void)posix_fadvise(s.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        rv = load_file(m, &s, t0, t1, blocks_read);
+    } else if (blocks_read) {
+        *blocks_read = 0;
+    }
+    free(s.z);
+    close(s.fd);
     return rv;
 }
 

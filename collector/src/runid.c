@@ -1,6 +1,8 @@
 #include "runid.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 static bool is_digit(char c)
@@ -97,4 +99,37 @@ int ml_run_id_split(const char *id, size_t len, char *label, char *stamp)
     memcpy(stamp, slash + 1, ns);
     stamp[ns] = '\0';
     return 0;
+}
+
+int ml_stamp_make(char *out, size_t size, const char *timestamp, unsigned collector_id, unsigned n)
+{
+    if (n == 0 || collector_id > ML_COLLECTOR_ID_MAX || size < ML_STAMP_MAX + 1 ||
+        !ml_timestamp_valid(timestamp))
+        return -ERANGE;
+    unsigned long suffix = collector_id == 0 ? n : collector_id + 100ul * (unsigned long)(n - 1);
+    if (suffix >= 1000000)
+        return -ERANGE;
+    if (suffix == 1)
+        snprintf(out, size, "%s", timestamp);
+    else
+        snprintf(out, size, "%s-%lu", timestamp, suffix);
+    return 0;
+}
+
+unsigned ml_collector_id_from_host(const char *host)
+{
+    size_t n = host ? strlen(host) : 0, d = n;
+    while (d > 0 && is_digit(host[d - 1]))
+        d--;
+    if (d > 0 && d < n && n - d <= 2 && host[d - 1] == '-') {
+        unsigned ordinal = 0;
+        for (size_t i = d; i < n; i++)
+            ordinal = ordinal * 10 + (unsigned)(host[i] - '0');
+        if (ordinal < ML_COLLECTOR_ID_MAX)
+            return ordinal + 1;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)host[i]) * 16777619u;
+    return 1 + h % ML_COLLECTOR_ID_MAX;
 }

@@ -5,6 +5,16 @@
  *   run id   = "<label>/<stamp>"
  *   label    = [A-Za-z0-9._-]{1,100}, but never "." or ".."
  *   stamp    = <timestamp> or <timestamp>-N (N = 2, 3, ... on collisions)
+ *
+ * Several collectors over one bucket must never pick the same stamp for
+ * the same label (they would write the same S3 keys). Each of them has a
+ * distinct collector id K in 1..ML_COLLECTOR_ID_MAX and draws its stamps
+ * from its own residue class of N modulo 100: collector K's n-th choice
+ * is N = K + 100 (n - 1), where N = 1 means the bare timestamp. So
+ * collector 1 uses ts, ts-101, ts-201, ...; collector 2 uses ts-2,
+ * ts-102, ...; collector 7 uses ts-7, ts-107, ... The format stays
+ * "label/YYYY_MM_DD_HH_MM_SS[-N]", and no coordination is needed. K = 0
+ * (a collector alone, no bucket) keeps the plain sequence ts, ts-2, ts-3.
  *   timestamp= \d{4}_\d\d_\d\d_\d\d_\d\d_\d\d (YYYY_MM_DD_HH_MM_SS)
  *
  * Pure functions, any thread.
@@ -21,6 +31,21 @@
 #define ML_STAMP_MAX (ML_TIMESTAMP_LEN + 8)
 /* Longest run id, without the NUL. */
 #define ML_RUN_ID_MAX (ML_LABEL_MAX + 1 + ML_STAMP_MAX)
+
+/* Largest collector id (ids 1..99 partition the "-N" suffixes). */
+#define ML_COLLECTOR_ID_MAX 99
+
+/* Writes the n-th (n >= 1) candidate stamp of collector collector_id
+ * (0..ML_COLLECTOR_ID_MAX, see above) for timestamp into out (at least
+ * ML_STAMP_MAX + 1 bytes). Returns 0, or -ERANGE when n is past the last
+ * candidate (N would exceed 6 digits) or an argument is out of range. */
+int ml_stamp_make(char *out, size_t size, const char *timestamp, unsigned collector_id, unsigned n);
+
+/* A collector id for a host name when none is configured: the ordinal of
+ * a Kubernetes StatefulSet pod ("name-3" gives 4) when it is below
+ * ML_COLLECTOR_ID_MAX, else 1 + a hash of the name modulo
+ * ML_COLLECTOR_ID_MAX (distinct names may then collide: configure ids). */
+unsigned ml_collector_id_from_host(const char *host);
 
 /* Labels (and team names): [A-Za-z0-9._-]{1,100}, not "." nor "..". */
 bool ml_label_valid(const char *s);

@@ -453,8 +453,9 @@ static void req_start(s3_req *q)
     char *ekey = ml_uri_encode(q->key, 1);
     char *path =
         s->cfg.endpoint ? ml_xasprintf("/%s/%s", s->cfg.bucket, ekey) : ml_xasprintf("/%s", ekey);
-    char *url =
-        ml_xasprintf("%s%s%s%s", s->base_url, ekey[0] ? "/" : "", ekey, q->query[0] ? "?" : "");
+    /* The path in the URL is exactly the one signed ("/bucket/" for a
+     * bucket-level request such as a listing). */
+    char *url = ml_xasprintf("%s/%s%s", s->base_url, ekey, q->query[0] ? "?" : "");
     char *full = ml_xasprintf("%s%s", url, q->query);
     char date[17], hash[ML_SHA256_HEX_LEN + 1];
     amz_now(date);

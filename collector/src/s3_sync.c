@@ -113,6 +113,7 @@ void ml_s3sync_upload(ml_collector *c, ml_run *r)
     char *path = ml_store_run_path(&c->store, r, ML_RUN_RECORDING_FILE);
     char *key = run_key(c, r->team, r->id, ML_RUN_RECORDING_FILE);
     r->uploading = true;
+    ml_debug("run %s: uploading %s", r->id, key); /* bench_s3.py times from here */
     int rv = ml_s3_put_file(c->s3, key, path, upload_step, u);
     free(path);
     free(key);
@@ -122,11 +123,105 @@ void ml_s3sync_upload(ml_collector *c, ml_run *r)
 
 /* ---- delete ---- */
 
+/* Keys to delete survive restarts: the list of keys not yet deleted is
+ * kept in <data>/PENDING_DELETES (one key a line), rewritten atomically
+ * whenever it changes, and loaded again by ml_s3sync_start(). A key is
+ * taken off only after S3 answered its DELETE, so a collector stopped (or
+ * killed) while S3 was unreachable deletes the objects after its restart.
+ * While a run.json key is pending, listings do not bring the run back. */
+#define PENDING_DELETES "s3-pending-deletes"
+/* Largest pending-deletes file read back (a key is at most ~1 KiB). */
+#define PENDING_DELETES_MAX (64u << 20)
+
 typedef struct pending_delete {
-    char *key;
+    char *key; /* "" once deleted: freed by the next housekeeping pass */
     bool in_flight;
     struct pending_delete *next;
 } pending_delete;
+
+/* Rewrites the pending-deletes file from the list (removes it when the
+ * list is empty). A failure is logged: the deletes still go on in this
+ * process, only their survival across a restart is lost. */
+static void pending_save(ml_collector *c)
+{
+    char *path = ml_xasprintf("%s/%s", c->store.data_dir, PENDING_DELETES);
+    size_t n = 0, cap = 0;
+    char *text = NULL;
+    for (pending_delete *p = c->s3_deletes; p; p = p->next) {
+        size_t k = strlen(p->key);
+        if (k == 0)
+            continue;
+        ml_xgrow((void **)&text, &cap, n + k + 1, 1);
+        memcpy(text + n, p->key, k);
+        text[n + k] = '\n';
+        n += k + 1;
+    }
+    int rv = 0;
+    if (n > 0)
+        rv = ml_write_file_atomic(path, text, n);
+    else if (unlink(path) != 0 && errno != ENOENT)
+        rv = -errno;
+    if (rv != 0)
+        ml_error("s3: cannot save the pending deletes in %s: %s", path, strerror(-rv));
+    free(text);
+    free(path);
+}
+
+static void pending_add(ml_collector *c, char *key)
+{
+    pending_delete **tail = &c->s3_deletes;
+    while (*tail)
+        tail = &(*tail)->next;
+    pending_delete *p = ml_xcalloc(1, sizeof(*p));
+    p->key = key;
+    *tail = p;
+}
+
+static bool pending_has(ml_collector *c, const char *key)
+{
+    for (pending_delete *p = c->s3_deletes; p; p = p->next)
+        if (strcmp(p->key, key) == 0)
+            return true;
+    return false;
+}
+
+/* Loads the deletes a previous process could not finish; lines that are
+ * not keys under our prefix are ignored (with a warning). */
+static void pending_load(ml_collector *c)
+{
+    char *path = ml_xasprintf("%s/%s", c->store.data_dir, PENDING_DELETES);
+    char *text;
+    size_t len;
+    int rv = ml_read_file(path, PENDING_DELETES_MAX, &text, &len);
+    if (rv != 0) {
+        if (rv != -ENOENT)
+            ml_error("s3: cannot read %s: %s", path, strerror(-rv));
+        free(path);
+        return;
+    }
+    char *base = ml_s3_key(c->s3, "runs/");
+    size_t bl = strlen(base), count = 0;
+    for (char *line = text, *end; line < text + len; line = end + 1) {
+        end = memchr(line, '\n', (size_t)(text + len - line));
+        if (end == NULL)
+            end = text + len; /* a torn last line is still a whole key or garbage */
+        *end = '\0';
+        if (strncmp(line, base, bl) != 0 || strstr(line, "/../") || strchr(line, '\r')) {
+            if (*line)
+                ml_warn("s3: %s: ignoring \"%.100s\"", path, line);
+            continue;
+        }
+        if (!pending_has(c, line)) {
+            pending_add(c, ml_xstrdup(line));
+            count++;
+        }
+    }
+    if (count)
+        ml_info("s3: %zu deletes left by the previous run; retrying them", count);
+    free(base);
+    free(text);
+    free(path);
+}
 
 static void delete_done(void *arg, int rv, const char *body, size_t len)
 {
@@ -137,7 +232,7 @@ static void delete_done(void *arg, int rv, const char *body, size_t len)
     if (rv == -ECANCELED)
         return;
     if (rv == 0) {
-        p->key[0] = '\0'; /* done: freed by the next housekeeping pass */
+        p->key[0] = '\0'; /* done: freed (and the list saved) by the next housekeeping */
     } else {
         ml_warn("s3: cannot delete %s (%s); will retry", p->key, strerror(-rv));
     }
@@ -156,16 +251,17 @@ void ml_s3sync_delete(ml_collector *c, const ml_run *r)
         return;
     /* run.json first: once it is gone no collector lists the run. */
     const char *files[] = {ML_RUN_META_FILE, ML_RUN_RECORDING_FILE};
-    pending_delete **tail = &c->s3_deletes;
-    while (*tail)
-        tail = &(*tail)->next;
     for (int i = 0; i < 2; i++) {
-        pending_delete *p = ml_xcalloc(1, sizeof(*p));
-        p->key = run_key(c, r->team, r->id, files[i]);
-        *tail = p;
-        tail = &p->next;
-        delete_send(c, p);
+        char *key = run_key(c, r->team, r->id, files[i]);
+        if (pending_has(c, key))
+            free(key);
+        else
+            pending_add(c, key);
     }
+    /* Durable before any DELETE is sent: a crash from here on retries. */
+    pending_save(c);
+    for (pending_delete *p = c->s3_deletes; p; p = p->next)
+        delete_send(c, p);
 }
 
 /* ---- listing ---- */
@@ -257,7 +353,8 @@ static void listed(void *arg, int rv, char **keys, size_t n)
     size_t nids = 0;
     for (size_t i = 0; i < n; i++) {
         meta_get g = {0};
-        if (parse_meta_key(c, keys[i], &g) != 0 || strcmp(g.team, c->team) != 0)
+        /* Every team's runs: in hosted mode one collector serves them all. */
+        if (parse_meta_key(c, keys[i], &g) != 0 || pending_has(c, keys[i]))
             continue;
         ids[nids] = ml_xasprintf("%s/%s", g.label, g.stamp);
         ml_map_put(&seen, ids[nids], ids[nids]);
@@ -281,7 +378,7 @@ static void listed(void *arg, int rv, char **keys, size_t n)
     for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {
         ml_run *r = v;
         if ((r->remote || r->uploaded) && !r->uploading && r->s3_round < round &&
-            strcmp(r->team, c->team) == 0 && ml_map_get(&seen, r->id) == NULL) {
+            ml_map_get(&seen, r->id) == NULL) {
             ml_xgrow((void **)&gone, &cap, ngone + 1, sizeof(ml_run *));
             gone[ngone++] = r;
         }
@@ -299,11 +396,9 @@ static void list_now(ml_collector *c)
 {
     if (c->s3_listing || c->closing)
         return;
-    char *name = ml_xasprintf("runs/%s/", c->team);
-    char *prefix = ml_s3_key(c->s3, name);
+    char *prefix = ml_s3_key(c->s3, "runs/");
     c->s3_round++;
     c->s3_listing = ml_s3_list(c->s3, prefix, listed, c) == 0;
-    free(name);
     free(prefix);
 }
 
@@ -317,6 +412,7 @@ void ml_s3sync_start(ml_collector *c)
     uv_timer_init(c->loop, &c->s3_timer);
     c->s3_timer.data = c;
     c->s3_round = 1; /* runs loaded from disk are round 0: older than any listing */
+    pending_load(c);
     uv_timer_start(&c->s3_timer, on_list_timer, 0, c->s3_list_ms);
 }
 
@@ -412,21 +508,33 @@ int ml_s3sync_fetch(ml_collector *c, ml_run *r, void (*done)(void *arg, int rv),
 
 /* ---- housekeeping, close ---- */
 
+size_t ml_s3sync_pending_deletes(const ml_collector *c)
+{
+    size_t n = 0;
+    for (const pending_delete *p = c->s3_deletes; p; p = p->next)
+        n += p->key[0] != '\0';
+    return n;
+}
+
 void ml_s3sync_housekeeping(ml_collector *c)
 {
     if (c->s3 == NULL)
         return;
+    bool changed = false;
     for (pending_delete **pp = &c->s3_deletes; *pp;) {
         pending_delete *p = *pp;
-        if (p->key[0] == '\0' && !p->in_flight) {
+        if (p->key[0] == '\0') { /* deleted: its request has finished */
             *pp = p->next;
             free(p->key);
             free(p);
+            changed = true;
             continue;
         }
         delete_send(c, p);
         pp = &p->next;
     }
+    if (changed)
+        pending_save(c);
 }
 
 static void on_s3_closed(void *arg)
@@ -449,10 +557,11 @@ void ml_s3sync_close(ml_collector *c)
     ml_s3 *s3 = c->s3;
     ml_s3_close(s3, on_s3_closed, c); /* runs every callback with -ECANCELED */
     c->s3 = NULL;
+    pending_save(c); /* the ones done since the last housekeeping drop out */
     for (pending_delete *p = c->s3_deletes, *next; p; p = next) {
         next = p->next;
         if (p->key[0])
-            ml_warn("s3: %s not deleted before shutdown", p->key);
+            ml_warn("s3: %s not deleted before shutdown; retried after the restart", p->key);
         free(p->key);
         free(p);
     }

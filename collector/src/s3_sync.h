@@ -1,7 +1,7 @@
 /*
  * The collector's side of S3 (s3.h is the client): uploads finished runs,
- * learns the runs other collectors uploaded by listing the bucket at
- * start-up and every s3_list_ms, fetches a remote run's recording into
+ * learns the runs other collectors uploaded (every team's) by listing the
+ * bucket at start-up and every s3_list_ms, fetches a remote run's recording into
  * the local cache (the run's directory) when it is first read, and
  * deletes a run's objects. Objects: <prefix>/runs/<team>/<label>/<stamp>/
  * recording.mlr and run.json; run.json is written last, so a listed run
@@ -27,9 +27,15 @@ void ml_s3sync_close(ml_collector *c);
  * backing off. On failure retried by housekeeping with backoff. */
 void ml_s3sync_upload(ml_collector *c, ml_run *r);
 
-/* Deletes r's objects (run.json first); failures are retried by
- * housekeeping until the collector closes. */
+/* Deletes r's objects (run.json first). The keys are saved in
+ * <data>/s3-pending-deletes before any request is sent and dropped once
+ * S3 answered, so failures are retried by housekeeping, also after a
+ * restart or a crash; listings skip runs whose run.json is pending. */
 void ml_s3sync_delete(ml_collector *c, const ml_run *r);
+
+/* Object deletes not yet answered by S3 (kept across restarts in
+ * <data>/s3-pending-deletes). For /metrics. */
+size_t ml_s3sync_pending_deletes(const ml_collector *c);
 
 /* Housekeeping: uploads due, deletes to retry. */
 void ml_s3sync_housekeeping(ml_collector *c);

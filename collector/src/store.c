@@ -246,6 +246,17 @@ char *ml_store_run_path(const ml_store *s, const ml_run *r, const char *name)
     return ml_xasprintf("%s/%s/%s/%s", s->runs_dir, r->team, r->label, r->stamp);
 }
 
+uint64_t ml_store_run_bytes(const ml_store *s, const ml_run *r)
+{
+    if (r->recorded || r->remote)
+        return r->stored_bytes;
+    char *path = ml_store_run_path(s, r, ML_RUN_JOURNAL_FILE);
+    struct stat st;
+    uint64_t n = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    free(path);
+    return n;
+}
+
 int ml_store_create_run_dir(const ml_store *s, const ml_run *r)
 {
     char *parent = ml_xasprintf("%s/%s/%s", s->runs_dir, r->team, r->label);

@@ -42,6 +42,11 @@ void ml_store_dispose(ml_store *s);
  * is not NULL. malloc'd, owned by the caller. */
 char *ml_store_run_path(const ml_store *s, const ml_run *r, const char *name);
 
+/* Bytes r takes on local disk: its recording (stored_bytes; 0 for a remote
+ * run not fetched yet) once recorded, else its journal's current size (0
+ * when there is none). For /metrics. Loop thread. */
+uint64_t ml_store_run_bytes(const ml_store *s, const ml_run *r);
+
 /* Creates the run's directory; the last component must not exist yet
  * (-EEXIST tells the caller to pick another stamp). Returns 0 or -errno. */
 int ml_store_create_run_dir(const ml_store *s, const ml_run *r);

@@ -72,6 +72,11 @@ static void *worker(void *arg)
     snprintf(uid, sizeof(uid), "loadgen%04lx%06lx%08lx", id, (long)getpid() & 0xffffff,
              (long)time(NULL));
     snprintf(label, sizeof(label), "loadgen-%ld-%ld", (long)getpid(), id);
+    /* ML_LOADGEN_LABEL: one fixed label (with the fixed timestamp below,
+     * runs of several loadgens then collide on label and second). */
+    const char *fixed = getenv("ML_LOADGEN_LABEL");
+    if (fixed && *fixed)
+        snprintf(label, sizeof(label), "%s", fixed);
     Microlog__V1__OpenRun o = MICROLOG__V1__OPEN_RUN__INIT;
     o.run_uid = uid;
     o.label = label;

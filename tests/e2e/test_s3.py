@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -37,13 +38,19 @@ class Moto:
     """A moto S3 server process that can be stopped and started again."""
 
     def __init__(self, port: int, log: Path) -> None:
+        self.key, self.secret = "testing", "testing"
         self.port = port
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint = f"http://127.0.0.1:{port}"
 
-    def start(self) -> None:
+    def start(self, auth: bool = False) -> None:
+        """auth: moto checks every request's SigV4 signature against an IAM
+        access key created here (self.key/self.secret)."""
         env = dict(os.environ, S3_UPLOAD_PART_MIN_SIZE="1024")
+        if auth:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"  # the three IAM calls below
+        env.pop("AWS_PROFILE", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
@@ -56,6 +63,15 @@ class Moto:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"moto did not start: {self.log.read_text()}")
                 time.sleep(0.1)
+        if auth:
+            iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
+                               aws_access_key_id="x", aws_secret_access_key="x")
+            iam.create_user(UserName="microlog")
+            iam.put_user_policy(UserName="microlog", PolicyName="all", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17",
+                 "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+            k = iam.create_access_key(UserName="microlog")["AccessKey"]
+            self.key, self.secret = k["AccessKeyId"], k["SecretAccessKey"]
         self.client().create_bucket(Bucket=BUCKET)
 
     def stop(self) -> None:
@@ -70,7 +86,7 @@ class Moto:
 
     def client(self):
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+                            aws_access_key_id=self.key, aws_secret_access_key=self.secret)
 
     def keys(self) -> list[str]:
         try:
@@ -123,8 +139,11 @@ def run_keys(rid: str) -> list[str]:
 
 
 def test_upload_and_second_collector_serves(loadgen: Path, tmp_path: Path, moto: Moto,  # noqa: F811
-                                            s3_env: None) -> None:
-    moto.start()
+                                            s3_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server checks signatures: a request our SigV4 got wrong fails.
+    moto.start(auth=True)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret)
     a = start_collector(tmp_path / "a")
     b = None
     try:
@@ -157,18 +176,22 @@ def test_multipart_upload(loadgen: Path, tmp_path: Path, moto: Moto, s3_env: Non
                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MICROLOG_S3_MULTIPART_BYTES", "2048")
     # Credentials from the shared credentials file this time (a profile).
+    # The server checks signatures, so the wrong profile's key would fail.
+    moto.start(auth=True)
     creds = tmp_path / "credentials"
     creds.write_text("[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n"
-                     "[ci]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+                     f"[ci]\naws_access_key_id = {moto.key}\n"
+                     f"aws_secret_access_key = {moto.secret}\n")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
     monkeypatch.setenv("AWS_PROFILE", "ci")
-    moto.start()
     a = start_collector(tmp_path / "a")
+    monkeypatch.delenv("AWS_PROFILE")  # the collector has read it; boto3 must not
     try:
         rid = one_run(loadgen, a, batches=20)
         assert wait_for(lambda: set(run_keys(rid)) <= set(moto.keys()), 20), moto.keys()
+        assert "SignatureDoesNotMatch" not in a.log_path.read_text()
         local = (tmp_path / "a/runs/local" / rid / "recording.mlr").read_bytes()
         assert len(local) > 2 * 2048
         head = moto.client().head_object(Bucket=BUCKET, Key=run_keys(rid)[0])
@@ -266,3 +289,173 @@ def test_bad_s3_configuration_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
     out = subprocess.run([MICROLOGD, "--data-dir", str(tmp_path), "--http", "127.0.0.1:0"],
                          capture_output=True, text=True, timeout=10)
     assert out.returncode == 2 and "credentials" in out.stderr
+
+
+class Proxy:
+    """A TCP forwarder in front of moto: stopping it makes S3 unreachable
+    (connections refused) while moto keeps its objects, which a moto
+    restart would lose."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.server: socket.socket | None = None
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self.server = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def _accept(self, srv: socket.socket) -> None:
+        while True:
+            try:
+                down, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                down.close()
+                continue
+            with self.lock:
+                if self.server is not srv:  # stopped meanwhile
+                    down.close()
+                    up.close()
+                    return
+                self.conns += [down, up]
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        if self.server:
+            # shutdown() wakes the thread blocked in accept(); close() alone
+            # would leave the socket listening until that accept returns.
+            try:
+                self.server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.server.close()
+            self.server = None
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.conns = []
+
+
+def metrics(c: Collector) -> dict[str, float]:
+    status, text = c.request("/metrics")
+    assert status == 200
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_two_collectors_same_label_same_second_get_distinct_ids(
+        loadgen: Path, tmp_path: Path, moto: Moto, s3_env: None) -> None:  # noqa: F811
+    # Two collectors over one bucket take a run of the same label stamped
+    # with the same second at the same time: the ids (and so the S3 keys)
+    # must differ, and each collector must list and serve the other's run.
+    moto.start()
+    a = start_collector(tmp_path / "a", "--collector-id", "1", "--s3-list-interval", "0.5")
+    b = start_collector(tmp_path / "b", "--collector-id", "2", "--s3-list-interval", "0.5")
+    env = dict(os.environ, ML_LOADGEN_LABEL="same")
+    try:
+        gens = [subprocess.Popen([str(loadgen), c.ingest, "1", "10", str(SAMPLES_PER_BATCH)],
+                                 stdout=subprocess.PIPE, text=True, env=env) for c in (a, b)]
+        for g in gens:
+            g.communicate(timeout=60)
+            assert g.returncode == 0
+        (ra,) = [r["id"] for r in a.get("/api/v1/runs") if not r.get("remote")]
+        (rb,) = [r["id"] for r in b.get("/api/v1/runs") if not r.get("remote")]
+        # The loadgen stamps every run 2026_01_01_00_00_00.
+        assert ra == "same/2026_01_01_00_00_00" and rb == "same/2026_01_01_00_00_00-2"
+        assert wait_for(lambda: set(run_keys(ra) + run_keys(rb)) <= set(moto.keys()), 20)
+        for c in (a, b):
+            assert wait_for(lambda: {ra, rb} <= {r["id"] for r in c.get("/api/v1/runs")}, 20)
+        for rid, owner, other in ((ra, a, b), (rb, b, a)):
+            assert other.get(other.run_path(rid, "flamegraph")) == \
+                owner.get(owner.run_path(rid, "flamegraph"))
+            obj = moto.client().get_object(Bucket=BUCKET, Key=run_keys(rid)[0])["Body"].read()
+            assert obj == (owner.data_dir / "runs/local" / rid / "recording.mlr").read_bytes()
+        # A's next run of that label in that second: the next stamp of its
+        # own class (-101), never one B could pick (-2, -102, ...).
+        subprocess.run([str(loadgen), a.ingest, "1", "2", str(SAMPLES_PER_BATCH)],
+                       capture_output=True, text=True, check=True, env=env)
+        assert wait_for(lambda: "same/2026_01_01_00_00_00-101" in
+                        {r["id"] for r in a.get("/api/v1/runs")}, 20)
+    finally:
+        finish(a, b)
+
+
+def test_collector_id_is_checked(tmp_path: Path) -> None:
+    from conftest import MICROLOGD
+    for bad in ("0", "100", "x", "-1"):
+        out = subprocess.run([MICROLOGD, "--data-dir", str(tmp_path), "--http", "127.0.0.1:0",
+                              "--collector-id", bad], capture_output=True, text=True, timeout=10)
+        assert out.returncode == 2 and "--collector-id" in out.stderr, out.stderr
+
+
+def test_delete_while_s3_down_is_retried_after_a_restart(
+        loadgen: Path, tmp_path: Path, moto: Moto, s3_env: None,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    moto.start()
+    proxy = Proxy(moto.port)
+    proxy.start()
+    monkeypatch.setenv("MICROLOG_S3_ENDPOINT", proxy.endpoint)
+    a = start_collector(tmp_path / "a")
+    try:
+        rid = one_run(loadgen, a)
+        keep = one_run(loadgen, a)
+        assert wait_for(lambda: set(run_keys(rid) + run_keys(keep)) <= set(moto.keys()), 20)
+        proxy.stop()  # S3 unreachable from here on
+        status, _ = a.request(a.run_path(rid), method="DELETE")
+        assert status == 204
+        assert not (tmp_path / "a/runs/local" / rid).exists()
+        pending = tmp_path / "a/s3-pending-deletes"
+        assert pending.read_text().split() == run_keys(rid)[::-1]  # run.json first
+        assert wait_for(lambda: "cannot delete" in a.log_path.read_text(), 30)
+        m = metrics(a)
+        assert m["microlog_s3_pending_deletes"] == 2
+        assert m["microlog_s3_errors_total"] >= 1 and m["microlog_s3_requests_total"] >= 4
+        kept = (tmp_path / "a/runs/local" / keep / "recording.mlr").stat().st_size
+        assert m["microlog_bytes_stored"] == kept
+        assert m["microlog_s3_bytes_uploaded_total"] >= kept
+        # Killed before S3 comes back: nothing but the pending file remembers.
+        a.proc.kill()
+        a.proc.wait()
+        assert set(run_keys(rid)) <= set(moto.keys())
+        proxy.start()
+        a = start_collector(tmp_path / "a", "--s3-list-interval", "0.5")
+        assert wait_for(lambda: not set(run_keys(rid)) & set(moto.keys()), 30), moto.keys()
+        assert wait_for(lambda: not pending.exists(), 10)
+        assert set(run_keys(keep)) <= set(moto.keys())
+        # The listings in between never brought the deleted run back.
+        time.sleep(1.5)
+        ids = {r["id"] for r in a.get("/api/v1/runs")}
+        assert rid not in ids and keep in ids
+        assert "listed from S3" not in a.log_path.read_text().split("retrying them")[-1]
+    finally:
+        proxy.stop()
+        finish(a)

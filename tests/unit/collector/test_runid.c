@@ -100,6 +100,55 @@ static void test_run_id_split(void **state)
     assert_int_equal(ml_run_id_split(nul, sizeof(nul) - 1, label, stamp), -EINVAL);
 }
 
+/* Collectors with distinct ids never produce the same stamp for one
+ * timestamp, and every stamp they produce is valid. */
+static void test_stamp_make_partitions(void **state)
+{
+    (void)state;
+    const char *ts = "2026_11_26_05_30_00";
+    char a[ML_STAMP_MAX + 1], b[ML_STAMP_MAX + 1];
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 0, 1), 0);
+    assert_string_equal(a, ts);
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 0, 2), 0);
+    assert_string_equal(a, "2026_11_26_05_30_00-2");
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 1, 1), 0);
+    assert_string_equal(a, ts);
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 1, 2), 0);
+    assert_string_equal(a, "2026_11_26_05_30_00-101");
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 2, 1), 0);
+    assert_string_equal(a, "2026_11_26_05_30_00-2");
+    for (unsigned k1 = 1; k1 <= ML_COLLECTOR_ID_MAX; k1 += 7)
+        for (unsigned k2 = k1 + 1; k2 <= ML_COLLECTOR_ID_MAX; k2 += 5)
+            for (unsigned n1 = 1; n1 < 30; n1++)
+                for (unsigned n2 = 1; n2 < 30; n2++) {
+                    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, k1, n1), 0);
+                    assert_int_equal(ml_stamp_make(b, sizeof(b), ts, k2, n2), 0);
+                    assert_true(ml_stamp_valid(a));
+                    assert_true(ml_stamp_valid(b));
+                    assert_string_not_equal(a, b);
+                }
+    /* Past six digits of N: no more candidates. */
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 99, 10001), -ERANGE);
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 99, 10000), 0);
+    assert_string_equal(a, "2026_11_26_05_30_00-999999");
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 100, 1), -ERANGE);
+    assert_int_equal(ml_stamp_make(a, sizeof(a), ts, 1, 0), -ERANGE);
+    assert_int_equal(ml_stamp_make(a, sizeof(a), "../x", 1, 1), -ERANGE);
+}
+
+static void test_collector_id_from_host(void **state)
+{
+    (void)state;
+    assert_int_equal(ml_collector_id_from_host("microlog-0"), 1);
+    assert_int_equal(ml_collector_id_from_host("microlog-1"), 2);
+    assert_int_equal(ml_collector_id_from_host("microlog-41"), 42);
+    const char *other[] = {"build-host", "x", "", "web-123", "db-7a"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        unsigned k = ml_collector_id_from_host(other[i]);
+        assert_true(k >= 1 && k <= ML_COLLECTOR_ID_MAX);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +156,8 @@ int main(void)
         cmocka_unit_test(test_timestamps_and_stamps),
         cmocka_unit_test(test_uids),
         cmocka_unit_test(test_run_id_split),
+        cmocka_unit_test(test_stamp_make_partitions),
+        cmocka_unit_test(test_collector_id_from_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
