@@ -59,16 +59,20 @@ SECONDS ?= 600
 fuzz-build:
 	@bash deploy/install-deps.sh --test
 	CC=clang cmake -S . -B build-fuzz -DML_FUZZ=ON -DML_BUILD_PYEXT=OFF \
-	      -DML_FUZZ_SECONDS=$(FUZZ_SECONDS) -DPython3_EXECUTABLE=$(abspath $(PYTHON_FOR_FUZZ)) $(CMAKE_FLAGS)
+	      -DML_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_FLAGS)
 	cmake --build build-fuzz --target fuzz_all -j$(JOBS)
 
-PYTHON_FOR_FUZZ = $(shell command -v $(PYTHON))
 fuzz: fuzz-build
 	@test -d build-fuzz/tests/fuzz/seeds || ctest --test-dir build-fuzz -R fuzz/seeds --output-on-failure
 	tests/fuzz/run.sh build-fuzz $(TARGET) $(SECONDS)
 
 # Thread sanitizer: the collector, the client library and the extension
 # instrumented; the interpreter is not, so libtsan is preloaded into it.
+# Left out: client_test_unreachable (its test_fork starts threads in a
+# child of a threaded process, which TSan cannot follow: "dup thread") and
+# test_packaging (a wheel build; libtsan preloaded into cmake hangs it).
+# ML_BUILD_DIR=build: the storage tests compile their load generator
+# against that folder's (uninstrumented) libml_proto.a.
 TSAN_LIB = $(shell gcc -print-file-name=libtsan.so)
 test-tsan: build
 	cmake -S . -B build-tsan -DML_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug \
@@ -78,9 +82,10 @@ test-tsan: build
 	  ctest --test-dir build-tsan -L c -E client_test_unreachable --output-on-failure -j2
 	LD_PRELOAD=$(TSAN_LIB) TSAN_OPTIONS="halt_on_error=1 die_after_fork=0" \
 	  PYTHONPATH=$(abspath build-tsan/python) MICROLOGD=$(abspath build-tsan/collector/micrologd) \
-	  ML_BUILD_DIR=$(abspath build-tsan) ML_SOURCE_DIR=$(abspath .) ML_SANITIZE=thread \
+	  ML_DRIVE=$(abspath build-tsan/tests/ml_drive) ML_BUILD_DIR=$(abspath build) \
+	  ML_SOURCE_DIR=$(abspath .) ML_SANITIZE=thread \
 	  MICROLOG_AUTOSTART=0 MICROLOG_SPOOL_DIR=$(abspath build-tsan/test-spool/e2e) \
-	  $(VPY) -m pytest -q -p no:cacheprovider tests/e2e
+	  $(VPY) -m pytest -q -p no:cacheprovider tests/e2e --ignore=tests/e2e/test_packaging.py
 
 bench: build
 	@if [ -f tests/requirements-bench.txt ]; then $(VPY) -m pip install -q -r tests/requirements-bench.txt; fi

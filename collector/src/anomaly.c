@@ -157,11 +157,11 @@ static json_t *top_anomalies(const ml_qrun *q)
     for (size_t i = 0; i < ntop; i++) {
         json_t *o = json_object();
         ml_json_set(o, "name", ml_json_str(func_name(q->model, top[i].func)));
-        ml_json_set(o, "start", json_real((double)top[i].start / 1e6));
-        ml_json_set(o, "duration", json_real((double)top[i].dur / 1e6));
+        ml_json_set(o, "start", ml_json_real((double)top[i].start / 1e6));
+        ml_json_set(o, "duration", ml_json_real((double)top[i].dur / 1e6));
         ml_json_set(o, "thread", json_integer(top[i].thread));
         ml_json_set(o, "depth", json_integer(top[i].depth));
-        ml_json_set(o, "score", json_real(top[i].score));
+        ml_json_set(o, "score", ml_json_real(top[i].score));
         json_array_append_new(a, o);
     }
     return a;
@@ -201,12 +201,12 @@ json_t *ml_query_calls(const ml_qrun *q, const char *name)
         call_ref *r = &refs[i];
         r->score = (float)score_of(r->dur, med, mad, c->period_us);
         json_t *o = json_object();
-        ml_json_set(o, "start", json_real((double)r->start / 1e6));
-        ml_json_set(o, "duration", json_real((double)r->dur / 1e6));
+        ml_json_set(o, "start", ml_json_real((double)r->start / 1e6));
+        ml_json_set(o, "duration", ml_json_real((double)r->dur / 1e6));
         ml_json_set(o, "thread", json_integer(r->thread));
         ml_json_set(o, "depth", json_integer(r->depth));
         ml_json_set(o, "caller", ml_json_str(caller_name(q, r, r->k)));
-        ml_json_set(o, "score", json_real(r->score));
+        ml_json_set(o, "score", ml_json_real(r->score));
         ml_json_set(o, "anomaly", json_boolean(is_anomaly(r, med, n, c->period_us)));
         json_array_append_new(calls, o);
     }
@@ -215,8 +215,8 @@ json_t *ml_query_calls(const ml_qrun *q, const char *name)
     ml_json_set(out, "run", ml_json_str(q->run->id));
     ml_json_set(out, "name", ml_json_str(name));
     ml_json_set(out, "calls", calls);
-    ml_json_set(out, "median", json_real(med / 1e6));
-    ml_json_set(out, "mad", json_real(mad / 1e6));
+    ml_json_set(out, "median", ml_json_real(med / 1e6));
+    ml_json_set(out, "mad", ml_json_real(mad / 1e6));
     ml_json_set(out, "anomalies", top_anomalies(q));
     return out;
 }

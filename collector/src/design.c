@@ -199,8 +199,8 @@ json_t *ml_query_design(const ml_qrun *q)
         ml_json_set(o, "name", ml_json_str(dot ? dot + 1 : x->id));
         ml_json_set(o, "kind", ml_json_str(x->is_class ? "class" : "module"));
         ml_json_set(o, "module", ml_json_strn(x->id, x->mod_len));
-        ml_json_set(o, "time", json_real((double)x->time / 1e6));
-        ml_json_set(o, "self", json_real((double)x->self / 1e6));
+        ml_json_set(o, "time", ml_json_real((double)x->time / 1e6));
+        ml_json_set(o, "self", ml_json_real((double)x->self / 1e6));
         json_array_append_new(nodes, o);
     }
     for (size_t i = 0; i < g.nedges; i++) {
@@ -208,7 +208,7 @@ json_t *ml_query_design(const ml_qrun *q)
         json_t *o = json_object();
         ml_json_set(o, "source", ml_json_str(g.nodes[e->src - 1].id));
         ml_json_set(o, "target", ml_json_str(g.nodes[e->dst - 1].id));
-        ml_json_set(o, "time", json_real((double)e->time / 1e6));
+        ml_json_set(o, "time", ml_json_real((double)e->time / 1e6));
         ml_json_set(o, "calls", ml_json_u64(e->calls));
         json_array_append_new(edges, o);
         free(e->key);

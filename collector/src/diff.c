@@ -93,9 +93,9 @@ json_t *ml_query_diff(const ml_qrun *q, const ml_qrun *base)
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_object();
         ml_json_set(o, "name", ml_json_str(arr[i].name));
-        ml_json_set(o, "time", json_real(arr[i].time));
-        ml_json_set(o, "base_time", json_real(arr[i].base));
-        ml_json_set(o, "delta", json_real(arr[i].time - arr[i].base));
+        ml_json_set(o, "time", ml_json_real(arr[i].time));
+        ml_json_set(o, "base_time", ml_json_real(arr[i].base));
+        ml_json_set(o, "delta", ml_json_real(arr[i].time - arr[i].base));
         json_array_append_new(fns, o);
     }
     free(arr);

@@ -156,8 +156,8 @@ static json_t *tree_json(const ml_ftree *t, const ml_model *m, double unit)
             ml_json_set(o, "line", json_integer(nd->first_line));
             ml_json_set(o, "first_line", json_integer(nd->first_line));
         }
-        ml_json_set(o, "value", json_real((double)nd->value * unit));
-        ml_json_set(o, "self", json_real((double)nd->self * unit));
+        ml_json_set(o, "value", ml_json_real((double)nd->value * unit));
+        ml_json_set(o, "self", ml_json_real((double)nd->self * unit));
         ml_json_set(o, "children", json_array());
         objs[i] = o;
     }
@@ -177,8 +177,8 @@ json_t *ml_query_flamegraph_window(const ml_qrun *q, const ml_qwindow *w)
     ml_ftree_build(&t, q, w);
     json_t *out = json_object();
     ml_json_set(out, "run", ml_json_str(q->run->id));
-    ml_json_set(out, "total", json_real((double)t.nodes[0].value / 1e6));
-    ml_json_set(out, "sample_period", json_real(q->period));
+    ml_json_set(out, "total", ml_json_real((double)t.nodes[0].value / 1e6));
+    ml_json_set(out, "sample_period", ml_json_real(q->period));
     ml_json_set(out, "root", tree_json(&t, q->model, 1e-6));
     ml_ftree_dispose(&t);
     return out;

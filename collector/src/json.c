@@ -1,5 +1,7 @@
 #include "json.h"
 
+#include <math.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,11 @@ static json_t *checked(json_t *v)
         ml_oom(0);
     }
     return v;
+}
+
+json_t *ml_json_real(double v)
+{
+    return checked(json_real(isfinite(v) ? v : 0.0));
 }
 
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 when invalid. */

@@ -22,6 +22,11 @@ json_t *ml_json_strn(const char *s, size_t n);
 /* A JSON number for a count; exact up to 2^53. */
 json_t *ml_json_u64(uint64_t v);
 
+/* A JSON number for v; NaN and the infinities (which JSON cannot express
+ * and jansson refuses) become 0. Values can come from a client, so no
+ * double reaches jansson without passing here. Never returns NULL. */
+json_t *ml_json_real(double v);
+
 /* obj[key] = value, taking the reference to value. */
 void ml_json_set(json_t *obj, const char *key, json_t *value);
 

@@ -216,7 +216,7 @@ static const ml_log_event **log_order(const ml_model *m)
 static json_t *log_event_json(const ml_model *m, const ml_log_event *e)
 {
     json_t *o = json_object();
-    ml_json_set(o, "time", json_real((double)e->time / 1e6));
+    ml_json_set(o, "time", ml_json_real((double)e->time / 1e6));
     ml_json_set(o, "kind", ml_json_str(ml_log_kind_name(e->kind)));
     ml_json_set(o, "level", json_integer(e->level));
     ml_json_set(o, "logger", ml_json_str(e->logger));
@@ -287,8 +287,8 @@ json_t *ml_query_threads(const ml_model *m)
         ml_json_set(o, "native_id", ml_json_u64(t->native_id));
         ml_json_set(o, "name", ml_json_str(t->name));
         ml_json_set(o, "samples", ml_json_u64(t->samples));
-        ml_json_set(o, "started", json_real((double)t->started_us / 1e6));
-        ml_json_set(o, "ended", t->ended_us ? json_real((double)t->ended_us / 1e6) : json_null());
+        ml_json_set(o, "started", ml_json_real((double)t->started_us / 1e6));
+        ml_json_set(o, "ended", t->ended_us ? ml_json_real((double)t->ended_us / 1e6) : json_null());
         json_array_append_new(a, o);
     }
     return a;

@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,8 @@ json_t *ml_run_summary_json(const ml_run *r)
     ml_json_set(o, "id", ml_json_str(r->id));
     ml_json_set(o, "label", ml_json_str(r->label));
     ml_json_set(o, "timestamp", ml_json_str(r->timestamp));
-    ml_json_set(o, "started", json_real((double)r->start_unix_us / 1e6));
-    ml_json_set(o, "duration", json_real(ml_run_duration(r)));
+    ml_json_set(o, "started", ml_json_real((double)r->start_unix_us / 1e6));
+    ml_json_set(o, "duration", ml_json_real(ml_run_duration(r)));
     ml_json_set(o, "samples", ml_json_u64(r->samples));
     ml_json_set(o, "logs", ml_json_u64(r->logs));
     ml_json_set(o, "status", ml_json_str(ml_run_status_name(r->status)));
@@ -90,9 +91,9 @@ json_t *ml_run_to_json(const ml_run *r)
     ml_json_set(o, "parent_id", ml_json_str(r->parent_id));
     ml_json_set(o, "client_version", ml_json_str(r->client_version));
     ml_json_set(o, "start_unix_us", json_integer(r->start_unix_us));
-    ml_json_set(o, "sample_period", json_real(r->sample_period));
-    ml_json_set(o, "status_period", json_real(r->status_period));
-    ml_json_set(o, "memory_period", json_real(r->memory_period));
+    ml_json_set(o, "sample_period", ml_json_real(r->sample_period));
+    ml_json_set(o, "status_period", ml_json_real(r->status_period));
+    ml_json_set(o, "memory_period", ml_json_real(r->memory_period));
     ml_json_set(o, "env", r->env ? json_incref(r->env) : json_object());
     ml_json_set(o, "end_us", json_integer(r->end_us));
     ml_json_set(o, "batches", ml_json_u64(r->batches));

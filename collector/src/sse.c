@@ -152,8 +152,8 @@ static json_t *closed_calls(ml_sse *s, const ml_qrun *q, bool send)
             size_t closed = l->open ? l->n - 1 : l->n, *sent = sent_slot(s, id, d);
             for (size_t k = *sent; send && k < closed; k++) {
                 json_t *o = json_object();
-                ml_json_set(o, "start", json_real((double)ml_call_start(l, k) / 1e6));
-                ml_json_set(o, "duration", json_real((double)ml_call_dur(l, k) / 1e6));
+                ml_json_set(o, "start", ml_json_real((double)ml_call_start(l, k) / 1e6));
+                ml_json_set(o, "duration", ml_json_real((double)ml_call_dur(l, k) / 1e6));
                 ml_json_set(o, "depth", json_integer((json_int_t)d));
                 ml_json_set(o, "frame", json_integer(ml_call_func(l, k)));
                 ml_json_set(o, "count", json_integer(1));
@@ -183,9 +183,9 @@ static json_t *closed_calls(ml_sse *s, const ml_qrun *q, bool send)
 static json_t *tick_json(const ml_status_tick *t)
 {
     json_t *o = json_object();
-    ml_json_set(o, "time", json_real((double)t->time / 1e6));
-    ml_json_set(o, "cpu", json_real(t->cpu_percent));
-    ml_json_set(o, "system_cpu", json_real(t->system_cpu_percent));
+    ml_json_set(o, "time", ml_json_real((double)t->time / 1e6));
+    ml_json_set(o, "cpu", ml_json_real(t->cpu_percent));
+    ml_json_set(o, "system_cpu", ml_json_real(t->system_cpu_percent));
     ml_json_set(o, "rss", ml_json_u64(t->rss));
     ml_json_set(o, "memory_total", ml_json_u64(t->memory_total));
     ml_json_set(o, "memory_free", ml_json_u64(t->memory_free));

@@ -84,9 +84,9 @@ json_t *ml_query_status(const ml_qrun *q, const ml_qwindow *w)
                 free_mem = t->memory_free;
         }
         const ml_status_tick *last = &m->status[j - 1];
-        json_array_append_new(s[S_TIME], json_real((double)last->time / 1e6));
-        json_array_append_new(s[S_CPU], json_real(cpu));
-        json_array_append_new(s[S_SYS], json_real(sys));
+        json_array_append_new(s[S_TIME], ml_json_real((double)last->time / 1e6));
+        json_array_append_new(s[S_CPU], ml_json_real(cpu));
+        json_array_append_new(s[S_SYS], ml_json_real(sys));
         json_array_append_new(s[S_RSS], ml_json_u64(last->rss));
         json_array_append_new(s[S_TOTAL], ml_json_u64(total));
         json_array_append_new(s[S_FREE], ml_json_u64(free_mem));

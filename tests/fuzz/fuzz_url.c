@@ -17,8 +17,8 @@
 #include "runid.h"
 #include "url.h"
 
-static const char *const keys[] = {"filter", "width", "threads", "q", "format", "base",
-                                   "name", "t0", "t1", "start", "end", "limit", "offset", ""};
+static const char *const keys[] = {"filter", "width", "threads", "q",   "format", "base",   "name",
+                                   "t0",     "t1",    "start",   "end", "limit",  "offset", ""};
 
 static void check_run_id(const char *s, size_t n)
 {
