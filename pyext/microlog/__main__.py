@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import builtins
 import importlib.machinery
-import importlib.util
 import io
 import os
-import runpy
-import signal
 import sys
-import threading
 import types
-import zipfile
-from types import TracebackType
-from typing import Callable, List, NoReturn, Optional
 
 from microlog import api
+
+# runpy, importlib.util, zipfile, signal, threading and typing are imported
+# only when needed: each costs milliseconds and `python -m microlog` must
+# add little to the program's start-up (tests/bench/bench_startup.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Callable, List, NoReturn, Optional
 
 USAGE = """\
 usage: python -m microlog LABEL SCRIPT [ARGS...]
@@ -87,6 +88,9 @@ def _system_exit_status(error: SystemExit) -> int:
 
 def _wait_for_threads() -> None:
     """Joins non-daemon threads, as Python does before exiting."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return  # never imported: no thread the interpreter would wait for
     while True:
         current = threading.current_thread()
         waiting = [t for t in threading.enumerate() if t is not current and not t.daemon]
@@ -99,6 +103,9 @@ def _wait_for_threads() -> None:
 def _target(target: str, args: List[str]) -> Callable[[], object]:
     """Sets sys.argv and sys.path for the target; returns what runs it."""
     if target == "-m":
+        import importlib.util  # pylint: disable=import-outside-toplevel
+        import runpy  # pylint: disable=import-outside-toplevel
+
         if not args:
             usage("-m needs a module name")
         module, module_args = args[0], args[1:]
@@ -115,9 +122,28 @@ def _target(target: str, args: List[str]) -> Callable[[], object]:
         sys.exit(EXIT_USAGE)
     sys.argv = [target] + args
     sys.path[0] = os.path.dirname(path)  # what `python script.py` puts first
-    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+    if os.path.isfile(path) and not _is_zip(path):
         return lambda: _run_file(path)
+    import runpy  # pylint: disable=import-outside-toplevel
+
     return lambda: runpy.run_path(path, run_name="__main__")  # a directory or zip with __main__.py
+
+
+def _is_zip(path: str) -> bool:
+    """zipfile.is_zipfile(path), importing zipfile only for a file that holds
+    the end-of-central-directory signature where a zip has it (its last
+    64 KiB + 22 bytes)."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, io.SEEK_END)
+            file.seek(max(0, file.tell() - (65536 + 22)))
+            if b"PK\x05\x06" not in file.read():
+                return False
+    except OSError:
+        return False
+    import zipfile  # pylint: disable=import-outside-toplevel
+
+    return zipfile.is_zipfile(path)
 
 
 def _run_file(path: str) -> None:
@@ -171,6 +197,8 @@ def _exit(status: int) -> NoReturn:
             pass
     if status == INTERRUPTED:
         # Python ends a program killed by Ctrl-C with SIGINT itself.
+        import signal  # pylint: disable=import-outside-toplevel
+
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     sys.exit(status)

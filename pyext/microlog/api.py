@@ -7,17 +7,22 @@ time per process; start() and stop() are thread-safe and idempotent.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import gc
 import os
 import sys
-import threading
 import time
-import uuid
-from types import TracebackType
-from typing import Any, Dict, List, Optional, Type
+
+# Nothing here imports typing, threading, uuid or logging: `python -m
+# microlog` must add little to the program's start-up (tests/bench/bench_startup.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, Callable, Dict, List, NoReturn, Optional, Type
 
 from microlog import _native
+from microlog import analysis as _analysis
 from microlog import capture as _capture
 from microlog import config
 
@@ -69,7 +74,9 @@ def sampler_report(stats: Optional[Dict[str, Any]]) -> str:
     return (
         "\n# Sampler\n"
         f"Mode: {stats['mode']}; {stats['fast_passes']:,} GIL-free passes, "
-        f"{stats['gil_passes']:,} passes with the GIL.\n"
+        f"{stats['gil_passes']:,} passes with the GIL; {stats.get('deferred', 0):,} thread samples "
+        f"waited for new code to be learnt ({stats.get('learnt_pending', 0):,} taken by the main "
+        f"thread, {stats.get('deferred_by_gil', 0):,} by a GIL pass).\n"
         f"Sampler CPU: {stats['cpu_per_s'] * 1000:.2f} ms per second of run; "
         f"GIL held: {stats['gil_held_per_s'] * 1000:.3f} ms per second; "
         f"median walk of one thread: {stats['walk_median_us']:.2f} µs.\n"
@@ -158,12 +165,16 @@ class _Microlog:
 
     def __init__(self) -> None:
         self.running: bool = False
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
         self.config: Optional[config.Config] = None
         self.capture: Optional[_capture.Capture] = None
         self.started: float = 0.0
         self.atexit_registered = False
         self.last_result: Optional[Dict[str, Any]] = None
+        self.application: str = ""
+        self.quiet = False
+        self.open_files: Optional[_analysis.OpenFiles] = None
+        self.exported_child = False  # start() set MICROLOG_CHILD; finish() takes it back
 
     def is_running(self) -> bool:
         """Check if Microlog is currently running."""
@@ -171,13 +182,19 @@ class _Microlog:
 
     def start(self, application: str = "") -> None:
         """Start Microlog logging for the application."""
+        self.start_run(application)
+
+    def start_run(self, application: str = "", spool_only: bool = False, quiet: bool = False) -> None:
+        """start(), with what child processes need: spool_only never uses the
+        network (the run goes to the local spool: a forked child); quiet
+        prints nothing at the end (no box)."""
         with self.lock:
             if config.is_disabled() or self.running:
                 return
             cfg = config.load(stream=sys.stderr)
             application = application or get_application()
             parent_id = os.environ.get("MICROLOG_ID", "")
-            run_uid = uuid.uuid4().hex
+            run_uid = os.urandom(16).hex()  # as uuid4().hex, without importing uuid
             os.environ["MICROLOG_PARENT_ID"] = parent_id
             os.environ["MICROLOG_ID"] = run_uid
             os.environ["MICROLOG_VERSION"] = __version__
@@ -196,6 +213,9 @@ class _Microlog:
                 "env_values": list(env.values()),
                 # "gil" forces the GIL sampling path (the fallback), for tests and benchmarks.
                 "sampler": os.environ.get("MICROLOG_SAMPLER", "auto"),
+                "spool_only": spool_only,
+                # A child's output is the program's: no "spooled" notice in it.
+                "quiet": spool_only or quiet,
             }
             try:
                 _native.start(application, options)
@@ -203,9 +223,14 @@ class _Microlog:
                 config.warn(f"could not start recording: {error}", sys.stderr)
                 return
             self.running = True
+            self.application = application
+            self.quiet = spool_only or quiet
+            self._export_for_children(application)
             self.config = cfg
             self.started = time.perf_counter()
             _gc_install()
+            self.open_files = _analysis.OpenFiles()
+            self.open_files.start()
             self.capture = _capture.Capture(_native)
             self.capture.install()
             _native.log(
@@ -214,6 +239,16 @@ class _Microlog:
             if not self.atexit_registered:
                 atexit.register(self._stop_at_exit)
                 self.atexit_registered = True
+
+    def _export_for_children(self, application: str) -> None:
+        """Asks child processes to record themselves (microlog.pth, _child.py),
+        unless MICROLOG_CHILDREN=false."""
+        if os.environ.get("MICROLOG_CHILDREN", "true").strip().lower() == "false":
+            return
+        os.environ["MICROLOG_APPLICATION"] = application
+        if os.environ.get("MICROLOG_CHILD") != "1":
+            os.environ["MICROLOG_CHILD"] = "1"
+            self.exported_child = True
 
     def stop(self) -> None:
         """Stop Microlog logging and deliver the recording."""
@@ -231,6 +266,9 @@ class _Microlog:
                     self.capture.flush()
                 elapsed = time.perf_counter() - self.started
                 _native.log(_native.LOG_ANALYSIS, 0, gc_report(_native.gc_stats(), elapsed))
+                for section in self._analysis_sections():
+                    if section:
+                        _native.log(_native.LOG_ANALYSIS, 0, section)
                 _native.log(_native.LOG_ANALYSIS, 0, sampler_report(_native.sampler_stats()))
             finally:
                 # Whatever failed above, the program gets its streams back.
@@ -238,6 +276,9 @@ class _Microlog:
                 if self.capture is not None:
                     self.capture.uninstall()
                     self.capture = None
+            if self.exported_child:
+                os.environ.pop("MICROLOG_CHILD", None)  # later children are not recorded
+                self.exported_child = False
             result = _native.stop(exit_status, timeout)
             self.last_result = result
             if result is not None and result.get("native_errors"):
@@ -246,9 +287,28 @@ class _Microlog:
                     f"{result['native_errors']} samples or events could not be recorded",
                     sys.stderr,
                 )
-            if result is not None and result.get("delivered") and self.config is not None:
+            if (
+                result is not None
+                and result.get("delivered")
+                and self.config is not None
+                and not self.quiet
+            ):
                 print_in_block(f"Microlog: {self.config.server}/#{result['run_id']}")
             return result
+
+    def _analysis_sections(self) -> List[str]:
+        """Leaks and unclosed files; a failure of one loses only that section."""
+        sections = []
+        for make in (_analysis.leaks_report, self._open_files_report):
+            try:
+                sections.append(make())
+            except Exception:  # pylint: disable=broad-except
+                pass
+        return sections
+
+    def _open_files_report(self) -> str:
+        tracker, self.open_files = self.open_files, None
+        return tracker.stop() if tracker is not None else ""
 
     def _stop_at_exit(self) -> None:
         try:
@@ -258,11 +318,14 @@ class _Microlog:
 
     def forget_after_fork(self) -> None:
         """In a forked child: the parent's run is not ours; drop it without I/O."""
-        self.lock = threading.RLock()  # may have been held by a thread that does not exist here
+        self.lock = _thread.RLock()  # may have been held by a thread that does not exist here
         if self.capture is not None:
             self.capture.uninstall()
             self.capture = None
         _gc_uninstall()
+        if self.open_files is not None:
+            self.open_files.active = False
+            self.open_files = None
         self.running = False
 
 
@@ -299,9 +362,44 @@ class enabled:  # pylint: disable=invalid-name
         stop()
 
 
+FORK_CHILD_SUFFIX = "-fork"
+
+
+def _exit_recording_child(real_exit: Callable[[int], NoReturn]) -> Callable[[int], NoReturn]:
+    """os._exit for a forked child that records: ends its run first (a
+    local spool write), since os._exit runs no atexit handler and
+    multiprocessing's fork children end with it."""
+
+    def _exit(status: int) -> NoReturn:
+        try:
+            _singleton.finish(status, timeout=CHILD_CLOSE_TIMEOUT)
+        except BaseException:  # pylint: disable=broad-except
+            pass
+        real_exit(status)
+
+    _exit.__wrapped__ = real_exit  # type: ignore[attr-defined]
+    return _exit
+
+
+CHILD_CLOSE_TIMEOUT = 1.0  # seconds; a spool-only run writes a local file
+
+
 def _after_fork_in_child() -> None:
+    recording = _singleton.running
+    application = _singleton.application
     _native.after_fork_child()
     _singleton.forget_after_fork()
+    if not recording or os.environ.get("MICROLOG_CHILDREN", "true").strip().lower() == "false":
+        return
+    # The child is a run of its own, linked to the parent's (MICROLOG_ID is
+    # the parent's run, so start() makes it the parent id). nng cannot be used
+    # after fork(): the run goes to the spool, which the collector imports.
+    try:
+        _singleton.start_run(application + FORK_CHILD_SUFFIX, spool_only=True)
+    except Exception:  # pylint: disable=broad-except
+        return
+    if _singleton.running and not hasattr(os._exit, "__wrapped__"):
+        os._exit = _exit_recording_child(os._exit)  # type: ignore[assignment]
 
 
 if hasattr(os, "register_at_fork"):

@@ -14,33 +14,42 @@ Rules kept here:
 - a logging call's own handler output (a StreamHandler writing to stderr)
   is not recorded a second time: a thread-local guard is set while a
   record is being handled;
-- ``uninstall()`` puts back exactly what ``install()`` replaced.
+- ``uninstall()`` puts back exactly what ``install()`` replaced;
+- importing microlog imports neither ``logging`` nor ``threading`` (they
+  cost milliseconds of start-up): when the program has not imported
+  ``logging`` yet, a finder on ``sys.meta_path`` hooks it the moment the
+  program does.
 """
 
 from __future__ import annotations
 
-import logging
+import _thread
 import sys
-import threading
-from typing import Any, Callable, Dict, List, Optional, Protocol
+
+TYPE_CHECKING = False  # annotations only: typing is not imported at run time
+if TYPE_CHECKING:
+    import logging
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+
+    class NativeLog(Protocol):
+        """The part of microlog._native used here."""
+
+        LOG_STDOUT: int
+        LOG_STDERR: int
+        LOG_LOGGING: int
+
+        def log(self, kind: int, level: int, message: str, logger: Optional[str] = None) -> bool:
+            """Records one event with the calling thread's stack."""
+
 
 # A partial line longer than this is recorded as it is (progress bars
 # rewrite one line with "\r" for ever).
 MAX_PARTIAL = 64 * 1024
 
 
-class NativeLog(Protocol):
-    """The part of microlog._native used here."""
-
-    LOG_STDOUT: int
-    LOG_STDERR: int
-    LOG_LOGGING: int
-
-    def log(self, kind: int, level: int, message: str, logger: Optional[str] = None) -> bool:
-        """Records one event with the calling thread's stack."""
-
-
-class _Guard(threading.local):
+class _Guard(_thread._local):  # pylint: disable=protected-access
     """Per-thread depth of logging calls being handled."""
 
     depth = 0
@@ -75,7 +84,7 @@ class StreamTap:
     def _collect(self, text: Any) -> None:
         if not isinstance(text, str) or not text:
             return
-        ident = threading.get_ident()
+        ident = _thread.get_ident()
         buffered = self.partial.pop(ident, "") + text
         if "\n" not in buffered:
             if len(buffered) > MAX_PARTIAL:
@@ -130,6 +139,7 @@ class StreamTap:
 
 def record_message(record: logging.LogRecord) -> str:
     """The record's message as a handler would show it, with its traceback."""
+    import logging  # pylint: disable=import-outside-toplevel,redefined-outer-name  # loaded: a record exists
     try:
         message = record.getMessage()
     except Exception:  # pylint: disable=broad-except
@@ -156,6 +166,7 @@ class Capture:
         self.taps: List[StreamTap] = []
         self.original_call_handlers: Optional[Callable[..., Any]] = None
         self.installed_call_handlers: Optional[Callable[..., Any]] = None
+        self.logging_finder: Optional[_LoggingFinder] = None
         self.active = False
 
     def install(self) -> None:
@@ -174,6 +185,13 @@ class Capture:
         self.active = True
 
     def _install_logging(self) -> None:
+        logging = sys.modules.get("logging")  # pylint: disable=redefined-outer-name
+        if logging is None or not hasattr(logging, "Logger"):
+            # Not imported yet (or being imported): hook it when the program imports it.
+            if self.logging_finder is None:
+                self.logging_finder = _LoggingFinder(self)
+                sys.meta_path.insert(0, self.logging_finder)
+            return
         original = logging.Logger.__dict__.get("callHandlers")
         if original is None:
             return
@@ -213,7 +231,80 @@ class Capture:
         for tap in self.taps:
             tap.uninstall()
         self.taps = []
-        if self.original_call_handlers is not None:
+        if self.logging_finder is not None:
+            self.logging_finder.remove()
+            self.logging_finder = None
+        logging = sys.modules.get("logging")  # pylint: disable=redefined-outer-name
+        if self.original_call_handlers is not None and logging is not None:
             if logging.Logger.__dict__.get("callHandlers") is self.installed_call_handlers:
                 setattr(logging.Logger, "callHandlers", self.original_call_handlers)
             self.original_call_handlers = None
+
+
+class _LoggingFinder:
+    """On sys.meta_path while logging is not imported: lets the normal finders
+    find it, then installs the capture right after the module has run."""
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.searching = False
+
+    def remove(self) -> None:
+        """Takes the finder off sys.meta_path (idempotent)."""
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+
+    def find_spec(
+        self, name: str, path: Optional[Sequence[str]] = None, target: Optional[ModuleType] = None
+    ) -> Optional[ModuleSpec]:
+        """The spec of logging as the other finders give it, its loader wrapped."""
+        if name != "logging" or self.searching:
+            return None
+        self.searching = True
+        try:
+            spec = None
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(name, path, target)
+                if spec is not None:
+                    break
+        except Exception:  # pylint: disable=broad-except
+            return None
+        finally:
+            self.searching = False
+        self.remove()
+        loader = getattr(spec, "loader", None)
+        if spec is None or loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        spec.loader = _HookedLoader(loader, self.capture)
+        return spec
+
+
+class _HookedLoader:
+    """Delegates to the real loader; after logging has run, hooks it."""
+
+    def __init__(self, loader: Any, capture: Capture) -> None:
+        self.loader = loader
+        self.capture = capture
+
+    def create_module(self, spec: ModuleSpec) -> Optional[ModuleType]:
+        """As the real loader."""
+        return self.loader.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Runs logging, then installs the capture if the run is still on."""
+        self.loader.exec_module(module)
+        # reload() and friends see the real loader from now on.
+        module.__loader__ = self.loader
+        module.__spec__.loader = self.loader
+        if self.capture.active and self.capture.original_call_handlers is None:
+            try:
+                self.capture._install_logging()  # pylint: disable=protected-access
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)

@@ -15,11 +15,16 @@ warning line on stderr; it never stops the program.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
-from typing import Mapping, Optional, TextIO
+
+# typing and dataclasses cost milliseconds to import and `python -m microlog`
+# must add little to the program's start-up: annotations only (mypy reads
+# this block, Python never runs it).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping, Optional, TextIO
 
 DEFAULT_SERVER = "http://localhost:7777"
 MIN_PERIOD = 0.001
@@ -33,15 +38,44 @@ PERIODS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings of one run."""
+    """Settings of one run (immutable; compared by value)."""
+
+    __slots__ = ("server", "disabled", "sample_period", "status_period", "memory_period")
 
     server: str
     disabled: bool
     sample_period: float
     status_period: float
     memory_period: float
+
+    def __init__(  # pylint: disable=too-many-arguments
+        self,
+        server: str,
+        disabled: bool,
+        sample_period: float,
+        status_period: float,
+        memory_period: float,
+    ) -> None:
+        values = (server, disabled, sample_period, status_period, memory_period)
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Config is immutable: cannot set {name}")
+
+    def _values(self) -> tuple:  # type: ignore[type-arg]
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Config({fields})"
 
 
 def is_disabled(env: Optional[Mapping[str, str]] = None) -> bool:

@@ -60,7 +60,22 @@ struct ml__fastwalk {
         uint32_t id;
     } * stacks; /* a stack seen before costs one lookup, not an interning */
     size_t scap, slen;
-    unsigned char chunk[CHUNK_COPY_MAX];
+    /* Threads learnt under the GIL, by the interpreter's unique thread-state
+     * id (never reused, unlike the address): where their frames may be read
+     * with plain loads (see "Reading without a system call" below). */
+    struct thread_info {
+        uint64_t uid;
+        uintptr_t ts;
+        uintptr_t root;               /* root datastack chunk: freed only with the state */
+        uintptr_t stack_lo, stack_hi; /* the thread's C stack (0, 0: unknown) */
+        uint32_t gen;
+    } * threads;
+    size_t tlen, tcap;
+    uint32_t tgen;
+    /* Root-chunk copies of every thread of a pass, taken under HEAD_LOCK. */
+    _Alignas(16) unsigned char chunk[CHUNK_COPY_MAX];
+    /* The system-call path's copy (threads not learnt yet). */
+    _Alignas(16) unsigned char slow[CHUNK_COPY_MAX];
 };
 
 static bool safe_copy(pid_t pid, void *dst, uintptr_t addr, size_t len)
@@ -94,6 +109,7 @@ void ml__fastwalk_free(ml__fastwalk *w)
     free(w->codes);
     free(w->frames);
     free(w->stacks);
+    free(w->threads);
     free(w);
 }
 
@@ -236,6 +252,77 @@ int ml__fastwalk_learn(ml__fastwalk *w, ml__codemap *m, ml_client *c, const ml__
     return 0;
 }
 
+/*
+ * Reading without a system call. process_vm_readv costs about 2 us on a
+ * virtual machine whatever the size, more than a whole walk should. So a
+ * thread learnt under the GIL is read with plain loads, under HEAD_LOCK,
+ * from memory that cannot be unmapped meanwhile:
+ *  - its PyThreadState: listed, so not deleted while HEAD_LOCK is held
+ *    (deletion unlinks under HEAD_LOCK before freeing anything);
+ *  - its cframe, either &ts->root_cframe or a _PyCFrame on its C stack: the
+ *    thread is alive while listed, and every value cframe ever holds is an
+ *    address the thread itself used, so mapped (a stack never shrinks);
+ *  - its root datastack chunk: "push_chunk ensures that the root chunk is
+ *    never popped" (CPython 3.11, pystate.c); it is freed with the state.
+ * Values read may be torn (the thread runs meanwhile); the walk validates
+ * every one before use as it always did. Frames outside the root chunk
+ * (deep stacks, generators) are still read with process_vm_readv.
+ */
+
+static struct thread_info *thread_find(ml__fastwalk *w, uint64_t uid, uintptr_t ts)
+{
+    for (size_t i = 0; i < w->tlen; i++)
+        if (w->threads[i].uid == uid && w->threads[i].ts == ts)
+            return &w->threads[i];
+    return NULL;
+}
+
+int ml__fastwalk_learn_thread(ml__fastwalk *w, PyThreadState *ts)
+{
+    struct thread_info *ti = thread_find(w, ts->id, (uintptr_t)ts);
+    if (ti != NULL) {
+        ti->gen = w->tgen;
+        return 0;
+    }
+    if (w->tlen == w->tcap) {
+        size_t cap = w->tcap ? w->tcap * 2 : 16;
+        struct thread_info *v = realloc(w->threads, cap * sizeof(*v));
+        if (v == NULL)
+            return -ENOMEM;
+        w->threads = v;
+        w->tcap = cap;
+    }
+    _PyStackChunk *root = ts->datastack_chunk; /* GIL held: the chain is stable */
+    while (root != NULL && root->previous != NULL)
+        root = root->previous;
+    ti = &w->threads[w->tlen++];
+    *ti = (struct thread_info){
+        .uid = ts->id, .ts = (uintptr_t)ts, .root = (uintptr_t)root, .gen = w->tgen};
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    /* The thread is alive: its state is listed and we hold the GIL it needs
+     * to delete that state. */
+    if (pthread_getattr_np((pthread_t)ts->thread_id, &attr) == 0) {
+        if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+            ti->stack_lo = (uintptr_t)addr;
+            ti->stack_hi = (uintptr_t)addr + size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    return 0;
+}
+
+void ml__fastwalk_threads_prune(ml__fastwalk *w)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < w->tlen; i++)
+        if (w->threads[i].gen == w->tgen)
+            w->threads[keep++] = w->threads[i];
+    w->tlen = keep;
+    w->tgen++;
+}
+
 /* Frame id of offset key in known code kc, computing the line the first
  * time; 0 on failure. */
 static uint32_t frame_id(ml__fastwalk *w, ml_client *c, const ml__known_code *kc, int key)
@@ -259,6 +346,12 @@ static uint32_t frame_id(ml__fastwalk *w, ml_client *c, const ml__known_code *kc
 typedef struct tsnap {
     unsigned long ident, native_id;
     uintptr_t cframe, chunk, top;
+    /* Learnt thread: its leaf frame, and [lo, hi) of its root chunk copied
+     * to w->chunk + off. */
+    bool has_cur;
+    uintptr_t cur, lo, hi;
+    size_t off;
+    int64_t copy_ns; /* time the copy took, part of this thread's cost */
 } tsnap;
 
 /* Walks one thread. Returns 0 with *stack set (0: no Python frame),
@@ -267,24 +360,32 @@ typedef struct tsnap {
 static int walk_one(ml__fastwalk *w, ml_client *c, const tsnap *t, uint32_t *ids, uint32_t *stack)
 {
     uintptr_t cur = 0, lo = 0, hi = 0;
-    struct iovec local[2], remote[2];
-    size_t niov = 1;
+    const unsigned char *copy = w->slow;
 
-    local[0] = (struct iovec){&cur, sizeof(cur)};
-    remote[0] =
-        (struct iovec){(void *)(t->cframe + offsetof(_PyCFrame, current_frame)), sizeof(cur)};
-    if (t->top > t->chunk && t->top - t->chunk < (64u << 20)) {
-        lo = t->top - t->chunk > CHUNK_COPY_MAX ? t->top - CHUNK_COPY_MAX : t->chunk;
-        hi = t->top;
-        local[1] = (struct iovec){w->chunk, hi - lo};
-        remote[1] = (struct iovec){(void *)lo, hi - lo};
-        niov = 2;
+    if (t->has_cur) {
+        cur = t->cur;
+        lo = t->lo;
+        hi = t->hi;
+        copy = w->chunk + t->off;
+    } else {
+        struct iovec local[2], remote[2];
+        size_t niov = 1;
+        local[0] = (struct iovec){&cur, sizeof(cur)};
+        remote[0] =
+            (struct iovec){(void *)(t->cframe + offsetof(_PyCFrame, current_frame)), sizeof(cur)};
+        if (t->top > t->chunk && t->top - t->chunk < (64u << 20)) {
+            lo = t->top - t->chunk > CHUNK_COPY_MAX ? t->top - CHUNK_COPY_MAX : t->chunk;
+            hi = t->top;
+            local[1] = (struct iovec){w->slow, hi - lo};
+            remote[1] = (struct iovec){(void *)lo, hi - lo};
+            niov = 2;
+        }
+        ssize_t got = process_vm_readv(w->pid, local, niov, remote, niov, 0);
+        if (got < (ssize_t)sizeof(cur))
+            return ML__FAST_NEED_GIL;
+        if ((size_t)got < sizeof(cur) + (niov == 2 ? hi - lo : 0))
+            hi = lo; /* the chunk was not copied: read every frame alone */
     }
-    ssize_t got = process_vm_readv(w->pid, local, niov, remote, niov, 0);
-    if (got < (ssize_t)sizeof(cur))
-        return ML__FAST_NEED_GIL;
-    if ((size_t)got < sizeof(cur) + (niov == 2 ? hi - lo : 0))
-        hi = lo; /* the chunk was not copied: read every frame alone */
 
     /* ids is filled from its end (the leaf comes first), so ids[pos..) is
      * root first as a stack is. */
@@ -295,7 +396,7 @@ static int walk_one(ml__fastwalk *w, ml_client *c, const tsnap *t, uint32_t *ids
         if (steps == CHAIN_MAX || (cur & (sizeof(void *) - 1)) != 0)
             return ML__FAST_NEED_GIL;
         if (cur >= lo && cur + FRAME_HEAD <= hi) {
-            f = (const _PyInterpreterFrame *)(w->chunk + (cur - lo));
+            f = (const _PyInterpreterFrame *)(copy + (cur - lo));
         } else {
             if (!safe_copy(w->pid, buf, cur, FRAME_HEAD))
                 return ML__FAST_NEED_GIL;
@@ -336,12 +437,39 @@ static int walk_one(ml__fastwalk *w, ml_client *c, const tsnap *t, uint32_t *ids
     return *stack ? 0 : -ENOMEM;
 }
 
+/* For a learnt thread whose frames are in its root chunk: its leaf frame
+ * and a copy of the chunk's used part, with plain loads (see "Reading
+ * without a system call"). HEAD_LOCK held. */
+static void snap_copy(ml__fastwalk *w, PyThreadState *ts, tsnap *t, size_t *used)
+{
+    int64_t t0 = ml__mono_ns();
+    const struct thread_info *ti = thread_find(w, ts->id, (uintptr_t)ts);
+    if (ti == NULL || ti->root == 0 || t->chunk != ti->root || t->cframe == 0)
+        return;
+    bool own = t->cframe == (uintptr_t)&ts->root_cframe;
+    if (!own && (t->cframe < ti->stack_lo || t->cframe + sizeof(_PyCFrame) > ti->stack_hi ||
+                 (t->cframe & (sizeof(void *) - 1)) != 0))
+        return;
+    uintptr_t lo = ti->root + offsetof(_PyStackChunk, data), hi = t->top;
+    size_t size = ((const _PyStackChunk *)ti->root)->size; /* set once at allocation */
+    if (hi < lo || hi > ti->root + size || hi - lo > sizeof(w->chunk) - *used)
+        return;
+    t->cur = (uintptr_t)((const volatile _PyCFrame *)t->cframe)->current_frame;
+    memcpy(w->chunk + *used, (const void *)lo, hi - lo);
+    t->lo = lo;
+    t->hi = hi;
+    t->off = *used;
+    *used += (hi - lo + 15) & ~(size_t)15;
+    t->has_cur = true;
+    t->copy_ns = ml__mono_ns() - t0;
+}
+
 int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState *skip,
                       ml_client *c, ml__fast_sample **out, size_t *cap, size_t *n, uint32_t *ids,
                       ml__cost_ring *costs)
 {
     tsnap snaps[64];
-    size_t ns = 0;
+    size_t ns = 0, used = 0;
     bool more = false;
 
     /* HEAD_LOCK: the list and every listed PyThreadState stay valid. Only
@@ -354,13 +482,15 @@ int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState
             more = true;
             break;
         }
-        snaps[ns++] = (tsnap){
+        tsnap *t = &snaps[ns++];
+        *t = (tsnap){
             .ident = ts->thread_id,
             .native_id = ts->native_thread_id,
             .cframe = (uintptr_t)ts->cframe,
             .chunk = (uintptr_t)ts->datastack_chunk,
             .top = (uintptr_t)ts->datastack_top,
         };
+        snap_copy(w, ts, t, &used);
     }
     PyThread_release_lock(_PyRuntime.interpreters.mutex);
     if (more)
@@ -378,16 +508,40 @@ int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState
         ml__fast_sample *s = &(*out)[i];
         s->ident = snaps[i].ident;
         s->native_id = snaps[i].native_id;
+        s->deferred = false;
         int rv = snaps[i].cframe ? walk_one(w, c, &snaps[i], ids, &s->stack) : (s->stack = 0, 0);
-        if (rv != 0)
+        if (rv == ML__FAST_NEED_GIL) { /* only this thread waits for its code to be learnt */
+            s->deferred = true;
+            s->stack = 0;
+        } else if (rv != 0) {
             return rv;
-        ml__cost_ring_add(costs, ml__mono_ns() - t0);
+        }
+        ml__cost_ring_add(costs, ml__mono_ns() - t0 + snaps[i].copy_ns);
     }
     *n = ns;
     return 0;
 }
 
+void ml__fastwalk_wake_main(PyInterpreterState *interp)
+{
+    /* Py_AddPendingCall from a thread other than the main one does not set
+     * the eval breaker in 3.11: COMPUTE_EVAL_BREAKER asks whether the
+     * *calling* thread can handle pending calls, so the call would wait for
+     * the next GIL switch request (5 ms or more, never in a program with one
+     * thread). (_PyEval_SignalReceived forces it on Windows only.) Setting
+     * the flag makes the main thread look at its pending calls at its next
+     * check; handling them recomputes the flag. Called right after a call
+     * was added, so the flag is not left set with nothing to handle (if the
+     * call already ran, the next recomputation clears it). No GIL. */
+    _Py_atomic_store_relaxed(&interp->ceval.eval_breaker, 1);
+}
+
 #else /* other versions: the GIL path only */
+
+void ml__fastwalk_wake_main(PyInterpreterState *interp)
+{
+    (void)interp;
+}
 
 int ml__fastwalk_new(ml__fastwalk **out)
 {
@@ -405,6 +559,44 @@ int ml__fastwalk_learn(ml__fastwalk *w, ml__codemap *m, ml_client *c, const ml__
 {
     (void)w, (void)m, (void)c, (void)raw, (void)n;
     return -ENOTSUP;
+}
+
+/* For a learnt thread whose frames are in its root chunk: its leaf frame
+ * and a copy of the chunk's used part, with plain loads (see "Reading
+ * without a system call"). HEAD_LOCK held. */
+static void snap_copy(ml__fastwalk *w, PyThreadState *ts, tsnap *t, size_t *used)
+{
+    int64_t t0 = ml__mono_ns();
+    const struct thread_info *ti = thread_find(w, ts->id, (uintptr_t)ts);
+    if (ti == NULL || ti->root == 0 || t->chunk != ti->root || t->cframe == 0)
+        return;
+    bool own = t->cframe == (uintptr_t)&ts->root_cframe;
+    if (!own && (t->cframe < ti->stack_lo || t->cframe + sizeof(_PyCFrame) > ti->stack_hi ||
+                 (t->cframe & (sizeof(void *) - 1)) != 0))
+        return;
+    uintptr_t lo = ti->root + offsetof(_PyStackChunk, data), hi = t->top;
+    size_t size = ((const _PyStackChunk *)ti->root)->size; /* set once at allocation */
+    if (hi < lo || hi > ti->root + size || hi - lo > sizeof(w->chunk) - *used)
+        return;
+    t->cur = (uintptr_t)((const volatile _PyCFrame *)t->cframe)->current_frame;
+    memcpy(w->chunk + *used, (const void *)lo, hi - lo);
+    t->lo = lo;
+    t->hi = hi;
+    t->off = *used;
+    *used += (hi - lo + 15) & ~(size_t)15;
+    t->has_cur = true;
+    t->copy_ns = ml__mono_ns() - t0;
+}
+
+int ml__fastwalk_learn_thread(ml__fastwalk *w, PyThreadState *ts)
+{
+    (void)w, (void)ts;
+    return -ENOTSUP;
+}
+
+void ml__fastwalk_threads_prune(ml__fastwalk *w)
+{
+    (void)w;
 }
 
 int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState *skip,

@@ -104,7 +104,8 @@ uint32_t ml__stack_intern(ml__codemap *m, ml_client *c, const ml__rawframe *raw,
 typedef struct ml__thread_slot {
     unsigned long ident;
     unsigned long native_id; /* tells a new thread from a dead one whose pthread id was reused */
-    uint32_t id;             /* per-run thread id */
+    uint32_t id;             /* per-run thread id; 0: not defined yet (waiting for its name) */
+    uint32_t name_waits;     /* passes it was seen without a name */
     uint32_t seen;           /* generation of the last pass that saw it */
     uint64_t last_cpu_ns;    /* thread CPU clock at its previous sample */
     clockid_t clock;         /* the thread's CPU clock, taken while it was alive: reading
@@ -112,6 +113,10 @@ typedef struct ml__thread_slot {
     bool has_clock;
     bool has_cpu;
 } ml__thread_slot;
+
+/* Passes a new thread may wait for threading to name it before it is
+ * recorded with the default name. */
+#define ML__THREAD_NAME_WAITS 3
 
 typedef struct ml__threads {
     ml__thread_slot *v;
@@ -132,8 +137,9 @@ void ml__threads_free(ml__threads *t);
  * 0 on the first call or when the clock is unreadable. Sampler thread; no
  * GIL needed. */
 uint32_t ml__threads_cpu_us(ml__thread_slot *s);
-/* Copies threading's name of thread ident into buf (size n); false when
- * threading does not know it. GIL held; may run no Python code. */
+/* Copies threading's name of thread ident into buf (size n), or
+ * "MainThread" for the main thread while threading is not imported; false
+ * when neither applies. GIL held; may run no Python code. */
 bool ml__thread_name(unsigned long ident, char *buf, size_t n);
 /* Per-run id of the calling Python thread, defining it on first use. GIL held. */
 uint32_t ml__thread_current_id(ml_client *c);
@@ -203,6 +209,8 @@ typedef struct ml__known_frame {
 typedef struct ml__fast_sample {
     unsigned long ident, native_id;
     uint32_t stack;
+    bool deferred; /* an unknown code object (or a torn snapshot): no stack; the
+                      thread is sampled again where its code can be learnt */
 } ml__fast_sample;
 
 typedef struct ml__fastwalk ml__fastwalk;
@@ -220,9 +228,20 @@ void ml__fastwalk_free(ml__fastwalk *w);
  * Returns 0 or -ENOMEM. Sampler thread, GIL held. */
 int ml__fastwalk_learn(ml__fastwalk *w, ml__codemap *m, ml_client *c, const ml__rawframe *raw,
                        size_t n);
+/* Teaches the walker where thread ts's frames may be read without a system
+ * call (its root datastack chunk and C stack). Returns 0 or -ENOMEM.
+ * Sampler thread, GIL held, ts listed. */
+int ml__fastwalk_learn_thread(ml__fastwalk *w, PyThreadState *ts);
+/* Makes the main thread run pending calls soon (after Py_AddPendingCall
+ * from another thread). Any thread, no GIL needed. */
+void ml__fastwalk_wake_main(PyInterpreterState *interp);
+/* Forgets the threads not learnt since the previous prune. Sampler thread. */
+void ml__fastwalk_threads_prune(ml__fastwalk *w);
 /* One stack per thread of interp except skip, into (*out)[0..*n) (grown
- * as needed, owned by the caller). ids: scratch of ML__MAX_DEPTH. Records
- * each thread's walk time in costs. Returns 0, ML__FAST_NEED_GIL or -errno.
+ * as needed, owned by the caller); a thread whose walk meets an unknown
+ * code object is marked deferred, the others are still walked. ids: scratch
+ * of ML__MAX_DEPTH. Records each thread's walk time in costs. Returns 0,
+ * ML__FAST_NEED_GIL (more threads than one pass snapshots) or -errno.
  * Sampler thread, GIL NOT needed. */
 int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState *skip,
                       ml_client *c, ml__fast_sample **out, size_t *cap, size_t *n, uint32_t *ids,
@@ -247,6 +266,9 @@ enum ml__sampler_mode {
 /* The sampler's own cost since its start (see ml__sampler_stats). */
 typedef struct ml__sampler_stats {
     uint64_t fast_passes, gil_passes, fallbacks;
+    /* Thread samples deferred by GIL-free passes; of them, taken by the main
+     * thread's pending call, and by a GIL pass. */
+    uint64_t deferred, learnt_pending, deferred_by_gil;
     double elapsed_s, cpu_s, gil_held_s, gil_wait_s;
     uint32_t walk_median_ns; /* median walk of one thread */
     uint64_t walks;
@@ -261,6 +283,9 @@ void ml__sampler_stats_get(ml__sampler *s, ml__sampler_stats *out);
  * half done; after_parent releases it. GIL held by the forking thread. */
 void ml__sampler_before_fork(ml__sampler *s);
 void ml__sampler_after_fork_parent(ml__sampler *s);
+/* Makes sure no pending call of the sampler runs from now on. GIL held;
+ * call before ml__sampler_stop(). */
+void ml__sampler_detach(ml__sampler *s);
 /* Stops and joins the thread, then frees the sampler. Must be called with
  * the GIL NOT held (the thread may be waiting for it). */
 void ml__sampler_stop(ml__sampler *s);

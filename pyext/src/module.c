@@ -226,11 +226,14 @@ static PyObject *native_after_fork_parent(PyObject *m, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(sampler_stats_doc,
-             "sampler_stats() -> dict | None\n\n"
-             "The running sampler's own cost: mode ('gil-free' or 'gil'), fast_passes, "
-             "gil_passes, fallbacks, walks, elapsed, cpu, gil_held, gil_wait (s), their per-second "
-             "rates, walk_median_us (median walk of one thread). None when not sampling.");
+PyDoc_STRVAR(
+    sampler_stats_doc,
+    "sampler_stats() -> dict | None\n\n"
+    "The running sampler's own cost: mode ('gil-free' or 'gil'), fast_passes, "
+    "gil_passes, fallbacks, deferred (thread samples a GIL-free pass left for later: unknown "
+    "code), learnt_pending and deferred_by_gil (who took them: the main thread's pending "
+    "call, a GIL pass), walks, elapsed, cpu, gil_held, gil_wait (s), their per-second "
+    "rates, walk_median_us (median walk of one thread). None when not sampling.");
 
 static PyObject *native_sampler_stats(PyObject *m, PyObject *unused)
 {

@@ -33,6 +33,9 @@
 #include <string.h>
 #include <time.h>
 
+/* Threads a GIL-free pass can leave to the pending call. */
+#define ML__DEFERRED_MAX 64
+
 typedef struct pending {
     unsigned long ident, native_id;
     uint32_t stack;
@@ -49,6 +52,8 @@ struct ml__sampler {
     ml__threads threads;
     uint32_t gen;
     ml__status_state status;
+    ml_status last_status; /* the last tick sent (status_repeats) */
+    bool has_last_status;
     pending *pending;
     size_t pending_cap;
     ml__fastwalk *fast;        /* NULL: GIL path only */
@@ -57,7 +62,20 @@ struct ml__sampler {
     size_t fs_cap;
     ml__cost_ring costs;
     int64_t started_ns;
-    atomic_uint_fast64_t fast_passes, gil_passes, fallbacks, walks;
+    atomic_uint_fast64_t fast_passes, gil_passes, fallbacks, walks, deferred, learnt_pending,
+        deferred_by_gil;
+    /* Threads of GIL-free passes that met unknown code and still wait for
+     * a sample (under walk_lock): the pending call learn_cb takes them. */
+    struct {
+        unsigned long ident, native_id;
+    } waiting[ML__DEFERRED_MAX];
+    size_t nwaiting;
+    /* How often learn_cb came in time (hits) or not (misses), halved now and
+     * then: while it mostly misses (the main thread blocked in C, e.g. in
+     * join() while other threads run new code), a pass with a deferred
+     * thread goes straight to the GIL path instead of waiting in vain. */
+    uint32_t learn_hits, learn_misses;
+    pthread_cond_t learnt; /* signalled by learn_cb (with walk_lock) */
     atomic_int_fast64_t cpu_ns, gil_held_ns, gil_wait_ns;
     ml__rawframe raw[ML__MAX_DEPTH];
     uint32_t ids[ML__MAX_DEPTH];
@@ -90,8 +108,12 @@ static int py_status_cb(void *unused)
  * missing): the caller then measures with the GIL. No GIL. */
 static bool py_status_from_pending(ml_status *st, int64_t now_us)
 {
-    if (!atomic_exchange(&py_scheduled, true) && Py_AddPendingCall(py_status_cb, NULL) != 0)
-        atomic_store(&py_scheduled, false);
+    if (!atomic_exchange(&py_scheduled, true)) {
+        if (Py_AddPendingCall(py_status_cb, NULL) == 0)
+            ml__fastwalk_wake_main(PyInterpreterState_Main());
+        else
+            atomic_store(&py_scheduled, false);
+    }
     int64_t at = atomic_load(&py_measured_us);
     if (at == 0 || now_us - at > 1000000)
         return false;
@@ -125,35 +147,124 @@ static size_t walk_threads(ml__sampler *s)
         ml__tstate_ids(ts, &p->ident, &p->native_id);
         p->stack =
             ml__stack_intern(&r->codemap, r->client, s->raw, n, total, s->ids, 0, &r->errors);
-        if (s->fast != NULL && ml__fastwalk_learn(s->fast, &r->codemap, r->client, s->raw, n) != 0)
+        if (s->fast != NULL &&
+            (ml__fastwalk_learn(s->fast, &r->codemap, r->client, s->raw, n) != 0 ||
+             ml__fastwalk_learn_thread(s->fast, ts) != 0))
             atomic_fetch_add(&r->errors, 1);
     }
+    if (s->fast != NULL)
+        ml__fastwalk_threads_prune(s->fast);
     return np;
 }
 
 /* Phase 2: thread ids (defining new threads), CPU, the samples themselves,
  * and the end of threads that are gone. GIL held. */
-static void record_threads(ml__sampler *s, size_t np, int64_t t)
+static bool is_waiting(const ml__sampler *s, unsigned long ident, unsigned long native_id);
+
+/* only_waiting: the GIL pass completes a GIL-free pass of the same period
+ * whose deferred threads learn_cb did not take: only those are sampled
+ * (the others were, by the GIL-free pass). */
+static void record_threads(ml__sampler *s, size_t np, int64_t t, bool only_waiting)
 {
     ml_client *c = s->run->client;
     s->gen++;
     for (size_t i = 0; i < np; i++) {
         pending *p = &s->pending[i];
         ml__thread_slot *slot = ml__threads_find(&s->threads, p->ident, p->native_id);
-        if (slot == NULL) {
+        if (slot == NULL &&
+            (slot = ml__threads_add(&s->threads, p->ident, p->native_id, 0)) == NULL) {
+            atomic_fetch_add(&s->run->errors, 1);
+            continue;
+        }
+        if (slot->id == 0) {
             char name[128];
             bool named = ml__thread_name(p->ident, name, sizeof(name));
-            uint32_t id = ml_client_thread(c, p->ident, p->native_id, named ? name : NULL);
-            slot = id ? ml__threads_add(&s->threads, p->ident, p->native_id, id) : NULL;
-            if (slot == NULL) {
+            slot->seen = s->gen; /* listed: not reaped while it waits for its name */
+            /* The interpreter lists a new thread a moment before threading
+             * registers its name: wait a few passes for the name rather
+             * than record the thread nameless for good. */
+            if (!named && slot->name_waits++ < ML__THREAD_NAME_WAITS)
+                continue;
+            if ((slot->id = ml_client_thread(c, p->ident, p->native_id, named ? name : NULL)) ==
+                0) {
                 atomic_fetch_add(&s->run->errors, 1);
                 continue;
             }
         }
         slot->seen = s->gen;
+        if (only_waiting && !is_waiting(s, p->ident, p->native_id))
+            continue;
         ml_client_sample(c, slot->id, t, p->stack, ml__threads_cpu_us(slot));
+        if (only_waiting)
+            atomic_fetch_add(&s->deferred_by_gil, 1);
     }
     ml__threads_reap(&s->threads, c, s->gen, t);
+}
+
+/* The sampler whose deferred threads learn_cb samples; NULL when none.
+ * Set and cleared with the GIL held, read by learn_cb with the GIL held, so
+ * a callback never sees a sampler that is being freed. */
+static ml__sampler *learn_target;
+static atomic_bool learn_scheduled;
+
+/* Counts a learn_cb that came in time (hit) or not. walk_lock held. */
+static void note_learn(ml__sampler *s, bool hit)
+{
+    if (hit)
+        s->learn_hits++;
+    else
+        s->learn_misses++;
+    if (s->learn_hits + s->learn_misses >= 32) { /* the recent past weighs most */
+        s->learn_hits /= 2;
+        s->learn_misses /= 2;
+    }
+}
+
+static bool is_waiting(const ml__sampler *s, unsigned long ident, unsigned long native_id)
+{
+    for (size_t i = 0; i < s->nwaiting; i++)
+        if (s->waiting[i].ident == ident && s->waiting[i].native_id == native_id)
+            return true;
+    return false;
+}
+
+/* Pending call, run by the main thread between two bytecodes (GIL held, no
+ * hand-over to wait for): learns the code of every thread's stack and
+ * records the samples the GIL-free pass deferred, so one new code object
+ * costs neither the whole pass nor a GIL hand-over. */
+static int learn_cb(void *unused)
+{
+    (void)unused;
+    atomic_store(&learn_scheduled, false);
+    ml__sampler *s = learn_target;
+    /* trylock: a fork (before_fork) may hold walk_lock while it waits for
+     * the GIL we hold; the sampler's GIL path then serves. */
+    if (s == NULL || pthread_mutex_trylock(&s->walk_lock) != 0)
+        return 0;
+    if (s->nwaiting > 0) {
+        ml_client *c = s->run->client;
+        int64_t t = ml_client_now(c);
+        size_t np = walk_threads(s);
+        for (size_t i = 0; i < np; i++) {
+            pending *p = &s->pending[i];
+            ml__thread_slot *slot = ml__threads_find(&s->threads, p->ident, p->native_id);
+            if (slot == NULL || slot->id == 0 || !is_waiting(s, p->ident, p->native_id))
+                continue;
+            ml_client_sample(c, slot->id, t, p->stack, ml__threads_cpu_us(slot));
+            atomic_fetch_add(&s->learnt_pending, 1);
+        }
+        s->nwaiting = 0;
+        pthread_cond_signal(&s->learnt);
+    }
+    PyErr_Clear();
+    pthread_mutex_unlock(&s->walk_lock);
+    return 0;
+}
+
+void ml__sampler_detach(ml__sampler *s)
+{
+    if (learn_target == s)
+        learn_target = NULL;
 }
 
 /* The last pass: ends the threads that are gone without taking samples, so
@@ -175,42 +286,102 @@ static void reap_threads(ml__sampler *s, int64_t t)
 enum { DO_SAMPLE = 1, DO_STATUS = 2, DO_MEMORY = 4, DO_REAP = 8 };
 
 /* Records a GIL-free pass if every thread in it is known (a new thread's
- * name needs Python). Returns false, recording nothing, otherwise. */
+ * name needs Python). Returns false, recording nothing, otherwise. A
+ * deferred thread is recorded later by learn_cb. walk_lock held. */
 static bool record_fast(ml__sampler *s, size_t n, int64_t t)
 {
     ml_client *c = s->run->client;
-    for (size_t i = 0; i < n; i++)
-        if (ml__threads_find(&s->threads, s->fs[i].ident, s->fs[i].native_id) == NULL)
-            return false;
-    s->gen++;
+    bool any_deferred = false;
     for (size_t i = 0; i < n; i++) {
         ml__thread_slot *slot = ml__threads_find(&s->threads, s->fs[i].ident, s->fs[i].native_id);
+        if (slot == NULL || slot->id == 0)
+            return false;
+        any_deferred |= s->fs[i].deferred;
+    }
+    if (any_deferred && s->learn_misses > 4 * s->learn_hits + 4)
+        return false;
+    s->gen++;
+    for (size_t i = 0; i < n; i++) {
+        ml__fast_sample *f = &s->fs[i];
+        ml__thread_slot *slot = ml__threads_find(&s->threads, f->ident, f->native_id);
         slot->seen = s->gen;
-        ml_client_sample(c, slot->id, t, s->fs[i].stack, ml__threads_cpu_us(slot));
+        if (!f->deferred) {
+            ml_client_sample(c, slot->id, t, f->stack, ml__threads_cpu_us(slot));
+            continue;
+        }
+        atomic_fetch_add(&s->deferred, 1);
+        if (is_waiting(s, f->ident, f->native_id))
+            continue;
+        if (s->nwaiting < ML__DEFERRED_MAX) {
+            s->waiting[s->nwaiting].ident = f->ident;
+            s->waiting[s->nwaiting].native_id = f->native_id;
+            s->nwaiting++;
+        }
     }
     ml__threads_reap(&s->threads, c, s->gen, t);
+    if (s->nwaiting > 0 && !atomic_exchange(&learn_scheduled, true)) {
+        if (Py_AddPendingCall(learn_cb, NULL) == 0)
+            ml__fastwalk_wake_main(s->run->interp);
+        else
+            atomic_store(&learn_scheduled, false);
+    }
     return true;
 }
 
-/* A GIL-free sampling pass; true when it was recorded. */
-static bool pass_fast(ml__sampler *s, int64_t t)
+/* A GIL-free sampling pass. Returns PASS_DONE when every thread was
+ * sampled, PASS_WAITING when deferred threads (unknown code) are left for
+ * the GIL path to sample, PASS_GIL when the GIL path must do the whole pass.
+ * A deferred thread is first left to learn_cb, which the main thread runs
+ * between two bytecodes: the sampler waits for it at most LEARN_WAIT_NS or
+ * half a period (its own time, not the program's: it holds no GIL and
+ * requests none meanwhile). No sample is lost either way. */
+enum { PASS_DONE, PASS_WAITING, PASS_GIL };
+#define LEARN_WAIT_NS 5000000
+
+static int pass_fast(ml__sampler *s, int64_t t)
 {
     size_t n = 0;
-    bool done = false;
+    int result = PASS_GIL;
     pthread_mutex_lock(&s->walk_lock);
     int rv = ml__fastwalk_pass(s->fast, s->run->interp, s->own, s->run->client, &s->fs, &s->fs_cap,
                                &n, s->ids, &s->costs);
-    if (rv == 0)
-        done = record_fast(s, n, t);
+    if (rv == 0 && record_fast(s, n, t)) {
+        result = PASS_DONE;
+        if (s->nwaiting > 0) {
+            int64_t wait = (int64_t)(s->periods.sample * 1e9) / 2;
+            wait = wait < LEARN_WAIT_NS ? wait : LEARN_WAIT_NS;
+            int64_t deadline = ml__mono_ns() + wait;
+            struct timespec ts = {.tv_sec = deadline / 1000000000,
+                                  .tv_nsec = deadline % 1000000000};
+            /* Releases walk_lock, which learn_cb takes. */
+            while (s->nwaiting > 0 &&
+                   pthread_cond_timedwait(&s->learnt, &s->walk_lock, &ts) != ETIMEDOUT)
+                ;
+            note_learn(s, s->nwaiting == 0);
+            if (s->nwaiting > 0)
+                result = PASS_WAITING; /* the GIL path samples them, then clears the list */
+        }
+    }
     pthread_mutex_unlock(&s->walk_lock);
     if (rv < 0)
         atomic_fetch_add(&s->run->errors, 1);
     atomic_store(&s->walks, s->costs.count);
-    if (done)
+    if (result == PASS_DONE)
         atomic_fetch_add(&s->fast_passes, 1);
     else
         atomic_fetch_add(&s->fallbacks, 1);
-    return done;
+    return result;
+}
+
+/* True when st says nothing new: every figure equals the last tick sent.
+ * A tick with memory figures is always sent, so they come every memory
+ * period whatever the rest does. */
+static bool status_repeats(const ml__sampler *s, const ml_status *st)
+{
+    const ml_status *l = &s->last_status;
+    return s->has_last_status && st->memory_total == 0 && st->cpu_percent == l->cpu_percent &&
+           st->system_cpu_percent == l->system_cpu_percent && st->rss == l->rss &&
+           st->modules == l->modules && st->objects == l->objects;
 }
 
 /* One wake-up: the OS part of a status tick, a GIL-free sampling pass when
@@ -224,9 +395,12 @@ static void pass(ml__sampler *s, int what)
         ml__status_measure_os(&s->status, ml__mono_us(), what & DO_MEMORY, &st);
 
     int64_t t = ml_client_now(s->run->client);
-    bool sampled = false, py_status = false;
-    if ((what & DO_SAMPLE) && s->fast != NULL)
-        sampled = pass_fast(s, t);
+    bool sampled = false, py_status = false, only_waiting = false;
+    if ((what & DO_SAMPLE) && s->fast != NULL) {
+        int r = pass_fast(s, t);
+        sampled = r == PASS_DONE;
+        only_waiting = r == PASS_WAITING;
+    }
     if ((what & DO_STATUS) && !(what & DO_REAP) && s->fast != NULL)
         py_status = py_status_from_pending(&st, ml__mono_us());
 
@@ -235,9 +409,13 @@ static void pass(ml__sampler *s, int what)
         int64_t w0 = ml__mono_ns();
         PyEval_RestoreThread(s->own);
         int64_t h0 = ml__mono_ns();
-        if (gil_sample)
-            record_threads(s, walk_threads(s), t);
-        else if (what & DO_REAP)
+        if (gil_sample) {
+            record_threads(s, walk_threads(s), t, only_waiting);
+            /* No walk_lock here: a forking thread may hold it while it
+             * waits for the GIL we hold. nwaiting is written by this thread
+             * and by learn_cb, which needs the GIL. */
+            s->nwaiting = 0;
+        } else if (what & DO_REAP)
             reap_threads(s, t);
         if ((what & DO_STATUS) && !py_status)
             ml__status_measure_python(&st);
@@ -253,9 +431,11 @@ static void pass(ml__sampler *s, int what)
             atomic_fetch_add(&s->gil_passes, 1);
     }
 
-    if (what & DO_STATUS) {
+    if ((what & DO_STATUS) && !status_repeats(s, &st)) {
         st.time = t;
         ml_client_status(s->run->client, &st);
+        s->last_status = st;
+        s->has_last_status = true;
     }
     if (what & DO_SAMPLE)
         atomic_fetch_add(&s->run->passes, 1);
@@ -353,6 +533,7 @@ int ml__sampler_start(ml__run *run, const ml__periods *p, int mode, ml__sampler 
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->wake, &ca);
+    pthread_cond_init(&s->learnt, &ca);
     pthread_condattr_destroy(&ca);
 
     /* The thread starts with every signal blocked: signals are the
@@ -363,12 +544,15 @@ int ml__sampler_start(ml__run *run, const ml__periods *p, int mode, ml__sampler 
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rv != 0) {
         pthread_cond_destroy(&s->wake);
+        pthread_cond_destroy(&s->learnt);
         pthread_mutex_destroy(&s->lock);
         pthread_mutex_destroy(&s->walk_lock);
         ml__fastwalk_free(s->fast);
         free(s);
         return -rv;
     }
+    if (s->fast != NULL)
+        learn_target = s; /* GIL held (see learn_target) */
     *out = s;
     return 0;
 }
@@ -382,6 +566,7 @@ void ml__sampler_stop(ml__sampler *s)
     pthread_join(s->thread, NULL);
 
     pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->learnt);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->walk_lock);
     ml__fastwalk_free(s->fast);
@@ -397,6 +582,9 @@ void ml__sampler_stats_get(ml__sampler *s, ml__sampler_stats *out)
     out->fast_passes = atomic_load(&s->fast_passes);
     out->gil_passes = atomic_load(&s->gil_passes);
     out->fallbacks = atomic_load(&s->fallbacks);
+    out->deferred = atomic_load(&s->deferred);
+    out->learnt_pending = atomic_load(&s->learnt_pending);
+    out->deferred_by_gil = atomic_load(&s->deferred_by_gil);
     out->elapsed_s = (double)(ml__mono_ns() - s->started_ns) / 1e9;
     out->cpu_s = (double)atomic_load(&s->cpu_ns) / 1e9;
     out->gil_held_s = (double)atomic_load(&s->gil_held_ns) / 1e9;
@@ -420,5 +608,7 @@ void ml__sampler_after_fork_parent(ml__sampler *s)
 
 void ml__sampler_forget(ml__sampler *s)
 {
-    (void)s; /* its thread does not exist in the child; its locks may be held */
+    /* Its thread does not exist in the child; its locks may be held. */
+    if (learn_target == s)
+        learn_target = NULL;
 }

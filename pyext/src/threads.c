@@ -49,7 +49,7 @@ void ml__threads_reap(ml__threads *t, ml_client *c, uint32_t gen, int64_t now)
     for (size_t i = 0; i < t->len; i++) {
         if (t->v[i].seen == gen)
             t->v[keep++] = t->v[i];
-        else
+        else if (t->v[i].id != 0) /* 0: never defined (still waiting for its name) */
             ml_client_thread_end(c, t->v[i].id, now);
     }
     t->len = keep;
@@ -73,6 +73,21 @@ uint32_t ml__threads_cpu_us(ml__thread_slot *s)
     return used > UINT32_MAX ? UINT32_MAX : (uint32_t)used;
 }
 
+/* True when ident is the main thread: its state is the first one the main
+ * interpreter created and new states are linked at the head, so it is the
+ * last of the list (public API only). GIL held. */
+static bool is_main_thread(unsigned long ident)
+{
+    PyThreadState *last = NULL;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Main()); ts != NULL;
+         ts = PyThreadState_Next(ts))
+        last = ts;
+    unsigned long last_ident = 0, native = 0;
+    if (last != NULL)
+        ml__tstate_ids(last, &last_ident, &native);
+    return last != NULL && last_ident == ident;
+}
+
 bool ml__thread_name(unsigned long ident, char *buf, size_t n)
 {
     bool found = false;
@@ -90,6 +105,12 @@ bool ml__thread_name(unsigned long ident, char *buf, size_t n)
     Py_XDECREF(key);
     Py_XDECREF(active);
     PyErr_Clear();
+    if (!found && threading == NULL && n > 0 && is_main_thread(ident)) {
+        /* microlog does not import threading (start-up cost); without it the
+         * main thread still has the name threading would give it. */
+        snprintf(buf, n, "MainThread");
+        found = true;
+    }
     return found;
 }
 

@@ -33,8 +33,8 @@ def main() -> int:
             fast.append(s["walk_median_us"])
             g = run_json(["-m", "microlog", "bench-sampler-gil", DEEP, "2"],
                          env_for(collector, TRACER_SAMPLE_DELAY="0.001", MICROLOG_SAMPLER="gil"))
-            # A GIL pass walks the worker and the main thread (2 threads).
-            gil.append(g["gil_held"] / max(1, g["gil_passes"]) / 2 * 1e6)
+            # A GIL pass walks the one (main) thread.
+            gil.append(g["gil_held"] / max(1, g["gil_passes"]) * 1e6)
     finally:
         collector.stop()
     print(f"per-sample cost, 50-frame stack (us, median [min..max] of {REPS} runs)")

@@ -147,9 +147,10 @@ def _micrologd_binary() -> Optional[str]:
     return shutil.which("micrologd")
 
 
-@pytest.fixture
-def collector(tmp_path: pathlib.Path) -> Iterator[Collector]:
-    """Starts micrologd --standalone on 127.0.0.1:0 with a fresh data directory."""
+@contextlib.contextmanager
+def start_collector(tmp_path: pathlib.Path, *extra: str) -> Iterator[Collector]:
+    """micrologd --standalone on 127.0.0.1:0 with a fresh data directory under
+    tmp_path (extra: more command-line options); stopped on exit."""
     binary = _micrologd_binary()
     if binary is None:
         pytest.skip("micrologd is not built (set MICROLOGD)")
@@ -159,7 +160,7 @@ def collector(tmp_path: pathlib.Path) -> Iterator[Collector]:
     log = open(tmp_path / "micrologd.log", "wb")  # pylint: disable=consider-using-with
     process = subprocess.Popen(
         [binary, "--standalone", "--data-dir", str(data), "--http", "127.0.0.1:0",
-         "--ready-file", str(ready)],
+         "--ready-file", str(ready), *extra],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -184,3 +185,22 @@ def collector(tmp_path: pathlib.Path) -> Iterator[Collector]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def collector(tmp_path: pathlib.Path) -> Iterator[Collector]:
+    """Starts micrologd --standalone on 127.0.0.1:0 with a fresh data directory."""
+    with start_collector(tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+def spool_collector(tmp_path: pathlib.Path) -> Iterator[Collector]:
+    """A collector that also imports the runs spooled in its own spool dir
+    (collector.spool_dir): give it to the profiled program as
+    MICROLOG_SPOOL_DIR (forked children spool their runs)."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with start_collector(tmp_path, "--spool-dir", str(spool)) as started:
+        started.spool_dir = spool  # type: ignore[attr-defined]
+        yield started

@@ -8,6 +8,7 @@ the GIL path (MICROLOG_SAMPLER=gil, the fallback) must give the same answers.
 from __future__ import annotations
 
 import re
+import time
 import urllib.error
 from typing import Any, Dict, Iterator, List
 
@@ -16,6 +17,7 @@ import pytest
 from conftest import Collector, child_env
 
 MODES = ["auto", "gil"]
+LAST_STDOUT: List[str] = []  # stdout lines of the last profiled program
 
 
 def profile(collector: Collector, runner, source: str, label: str, **env: str) -> str:
@@ -24,6 +26,7 @@ def profile(collector: Collector, runner, source: str, label: str, **env: str) -
     environ = child_env(server=collector.url, **{"TRACER_SAMPLE_DELAY": "0.005", **env})
     result = runner.run(["-m", "microlog", label, str(script)], env=environ, timeout=120)
     assert result.returncode == 0, result.stderr.decode()
+    LAST_STDOUT[:] = result.stdout.decode().splitlines() or [""]
     box = re.search(r"┃ Microlog: \S+/#(\S+) ┃", result.stderr.decode())
     assert box, result.stderr.decode()
     return box.group(1)
@@ -127,15 +130,18 @@ def test_steady_state_sampling_needs_no_gil(collector: Collector, runner):
 
 STATUS = """
 import time
-end = time.monotonic() + 0.8
-while time.monotonic() < end:
+wall0, cpu0 = time.monotonic(), time.process_time()
+while time.monotonic() < wall0 + 0.8:
     pass
+# The share of a core this busy loop really got (less than 100 on a loaded machine).
+print((time.process_time() - cpu0) / (time.monotonic() - wall0) * 100)
 time.sleep(0.8)
 """
 
 
 def test_cpu_percent_of_busy_loop_and_sleep(collector: Collector, runner):
     run = profile(collector, runner, STATUS, "cpu-percent", TRACER_STATUS_DELAY="0.1")
+    share = float(LAST_STDOUT[-1])
     try:
         series = collector.get(collector.run_path(run, "status") + "?width=1000")["series"]
     except urllib.error.HTTPError as error:
@@ -147,8 +153,10 @@ def test_cpu_percent_of_busy_loop_and_sleep(collector: Collector, runner):
     busy = [cpu for t, cpu in points if 0.2 <= t - start <= 0.7]
     idle = [cpu for t, cpu in points if 1.0 <= t - start <= 1.5]
     assert busy and idle
-    assert sorted(busy)[len(busy) // 2] > 80
-    assert sorted(idle)[len(idle) // 2] < 10
+    # Near 100 on an idle machine; on a loaded one, near what the loop got.
+    assert abs(sorted(busy)[len(busy) // 2] - share) < 25
+    assert sorted(busy)[len(busy) // 2] > 30
+    assert sorted(idle)[len(idle) // 2] < 15
 
 
 SLEEP = """
@@ -231,12 +239,63 @@ def test_multiprocessing_pool_finishes(collector: Collector, runner):
     assert collector.get(collector.run_path(run))["samples"] > 0
 
 
-@pytest.mark.skip(reason="forked children record with a spool_only client; their delivery "
-                  "(issue 4) and child-run linking are not in this tree yet")
-def test_fork_children_are_child_runs(collector: Collector, runner):
-    run = profile(collector, runner, FORK, "fork-linked")
-    uid = collector.get(collector.run_path(run)).get("run_uid")
-    children: List[Dict[str, Any]] = [
-        r for r in collector.get("/api/v1/runs") if r.get("parent_id") == uid
-    ]
+def wait_for_children(collector: Collector, parent_uid: str, count: int) -> List[Dict[str, Any]]:
+    """The runs whose parent_id is parent_uid, once count of them are
+    imported (the collector imports its spool every 2 s; 30 s at most)."""
+    deadline = time.monotonic() + 30
+    children: List[Dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        children = []
+        for listed in collector.get("/api/v1/runs"):
+            info = collector.get(collector.run_path(listed["id"]))
+            if info.get("parent_id") == parent_uid:
+                children.append(info)
+        if len(children) >= count:
+            break
+        time.sleep(0.5)
+    return children
+
+
+def test_fork_children_are_child_runs(spool_collector: Collector, runner):
+    run = profile(spool_collector, runner, FORK, "fork-linked",
+                  MICROLOG_SPOOL_DIR=str(spool_collector.spool_dir))  # fmt: skip
+    assert LAST_STDOUT.count("child done") == 5  # the children's output is unchanged
+    parent = spool_collector.get(spool_collector.run_path(run))
+    children = wait_for_children(spool_collector, parent["uid"], 5)
     assert len(children) == 5
+    for child in children:
+        assert child["label"] == "fork-linked-fork"
+        assert child["pid"] != parent["pid"]
+        assert child["samples"] >= 1  # it spun 0.1 s at a 5 ms period
+        assert child["status"] == "complete"
+
+
+def test_multiprocessing_fork_children_are_child_runs(spool_collector: Collector, runner):
+    source = """
+import multiprocessing, time
+
+def work(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=work, args=(0.1,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0, p.exitcode
+    print("processes done")
+"""
+    run = profile(spool_collector, runner, source, "mp-linked",
+                  MICROLOG_SPOOL_DIR=str(spool_collector.spool_dir))  # fmt: skip
+    parent = spool_collector.get(spool_collector.run_path(run))
+    children = wait_for_children(spool_collector, parent["uid"], 2)
+    assert len(children) == 2
+    names = set()
+    for child in children:
+        flame = spool_collector.get(spool_collector.run_path(child["id"], "flamegraph"))
+        names |= {node["name"] for _, node in nodes(flame["root"])}
+    assert "mp-linked.work" in names

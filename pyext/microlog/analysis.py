@@ -1,0 +1,178 @@
+"""End-of-run analysis written to the log, as the original Microlog does:
+possible memory leaks (the live object types with the most instances) and
+files opened during the run and never closed. (The garbage collector's
+statistics are in api.gc_report.)
+
+Both stay cheap: the leak report walks gc.get_objects() once, at the end
+of the run, counting by type in C; the file report comes from an audit hook
+that notes each open() of the run (a dictionary insert, at most
+MAX_TRACKED entries) and, at the end, /proc/self/fd.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
+
+# Modules whose objects are the runtime's, not the program's (the original's list).
+BUILTIN_MODULES = frozenset({
+    "__future__", "_abc", "_collections", "_distutils_hack", "_frozen_importlib",
+    "_frozen_importlib_external", "_io", "_json", "_sitebuiltins", "_thread", "_weakrefset",
+    "ast", "builtins", "calendar", "collections", "email._policybase", "email.charset",
+    "encodings.utf_8", "functools", "http", "itertools", "json.decoder", "json.encoder",
+    "logging", "microlog", "microlog.api", "microlog.capture", "microlog.analysis",
+    "operator", "os", "pathlib", "random", "re", "reprlib", "socketserver", "string",
+    "threading", "traceback", "types", "typing", "weakref",
+})  # fmt: skip
+BASIC_TYPES = (BaseException, list, dict, tuple, set, str, int, float, bool, type(None))
+TOP_TYPES = 100
+MAX_TRACKED = 10_000  # opens remembered per run; more are counted, not kept
+
+
+def _interesting(kind: type) -> bool:
+    """Instances of kind may be the program's own leak (the original's rule)."""
+    try:
+        module = kind.__module__
+        return (
+            module not in BUILTIN_MODULES
+            and not module.startswith("microlog.")
+            and not issubclass(kind, type)
+            and not issubclass(kind, BASIC_TYPES)
+        )
+    except Exception:  # pylint: disable=broad-except
+        return False
+
+
+def live_types(top: int = TOP_TYPES) -> Tuple[int, List[Tuple[str, int]]]:
+    """(instances of interesting types, [(module.Class, count)] most first)."""
+    counts: Dict[type, int] = {}
+    objects = gc.get_objects()
+    try:
+        for kind in map(type, objects):
+            counts[kind] = counts.get(kind, 0) + 1
+    finally:
+        del objects
+    kept = [(kind, n) for kind, n in counts.items() if _interesting(kind)]
+    kept.sort(key=lambda item: -item[1])
+    total = sum(n for _, n in kept)
+    return total, [(f"{kind.__module__}.{kind.__qualname__}", n) for kind, n in kept[:top]]
+
+
+def leaks_report() -> str:
+    """The original's "Possible Memory Leaks" section ('' when none)."""
+    total, top = live_types()
+    if not total:
+        return ""
+    lines = "\n".join(f" - {n:,} instance{'s' if n > 1 else ''} of {name}" for name, n in top)
+    return (
+        f"# Possible Memory Leaks\nFound {total:,} relevant leak{'s' if total > 1 else ''}. "
+        f"Here are the top {len(top)}:\n{lines}\n"
+    )
+
+
+class OpenFiles:
+    """Files opened while the run records and still open at its end."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.started = 0.0
+        self.at_start: set = set()
+        self.opened: Dict[str, Tuple[float, str, str]] = {}  # path -> (when, mode, where)
+        self.dropped = 0
+
+    def start(self) -> None:
+        """Notes what is open now and starts listening to "open" audit events.
+        An audit hook cannot be removed: it stays, inert, once stop() ran."""
+        self.at_start = set(_open_paths())
+        self.started = time.perf_counter()
+        self.opened.clear()
+        self.dropped = 0
+        self.active = True
+        if not getattr(OpenFiles, "_hooked", False):
+            sys.addaudithook(_audit)
+            OpenFiles._hooked = True  # type: ignore[attr-defined]
+        global _TRACKER  # pylint: disable=global-statement
+        _TRACKER = self
+
+    def note(self, path: object, mode: object) -> None:
+        """One open() (audit hook): where in the program it happened."""
+        if not isinstance(path, str) or path.startswith("/proc/"):
+            return  # an fd number, or our own /proc reading
+        if len(self.opened) >= MAX_TRACKED and path not in self.opened:
+            self.dropped += 1
+            return
+        self.opened[os.path.abspath(path)] = (
+            time.perf_counter() - self.started,
+            str(mode) if mode is not None else "r",
+            _caller(),
+        )
+
+    def stop(self) -> str:
+        """The original's "File Descriptors Leaked" section ('' when none)."""
+        self.active = False
+        still = set(_open_paths()) - self.at_start
+        leaked = sorted(
+            (when, path, mode, where)
+            for path, (when, mode, where) in self.opened.items()
+            if path in still
+        )
+        self.opened.clear()
+        if not leaked:
+            return ""
+        lines = "\n".join(
+            f" - At {when:.2f}s: {path} mode={mode} {where}" for when, path, mode, where in leaked
+        )
+        return (
+            f"# File Descriptors Leaked\nFound {len(leaked)} file{'s' if len(leaked) > 1 else ''} "
+            f"that were opened, but never closed:\n{lines}\n"
+        )
+
+
+_TRACKER: Optional[OpenFiles] = None
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _audit(event: str, args: tuple) -> None:  # type: ignore[type-arg]
+    # Every audit event of the process passes here: the common case returns
+    # after one string comparison.
+    if event != "open":
+        return
+    tracker = _TRACKER
+    if tracker is not None and tracker.active:
+        try:
+            tracker.note(args[0], args[1])
+        except Exception:  # pylint: disable=broad-except
+            pass  # never raise into the program's open()
+
+
+def _caller() -> str:
+    """file:line of the program's code that called open()."""
+    frame = sys._getframe(2)  # pylint: disable=protected-access
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_OWN_DIR) and not filename.startswith("<frozen"):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "?"
+
+
+def _open_paths() -> List[str]:
+    """Paths of the regular files this process has open now."""
+    paths = []
+    try:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("/"):
+                paths.append(target)
+    except OSError:
+        pass
+    return paths

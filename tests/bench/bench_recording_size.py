@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Recording size: stored bytes per second of run at 20 Hz and 100 Hz for
+the same workload (cpu_sympy.py), ours against the original Microlog.
+
+Ours: the run's recording.mlr in a real micrologd's data directory after
+compaction (the collector compacts a run's journal into recording.mlr once
+the run is closed; we wait for it). The original: `micrologai` from PyPI
+in its own virtual environment (build/bench-orig-venv, made on first use
+with `pip install micrologai sympy`), its storage pointed at a temporary
+HOME (it saves to ~/microlog when no S3 bucket is configured), the .zip it
+writes. Bytes per second = file size / wall time of the whole process, the
+same clock for both. ML_BENCH_REPS runs per side and rate (default 3);
+ML_BENCH_ROUNDS sympy rounds per run (default 6).
+
+    PYTHONPATH=build/python MICROLOGD=build/collector/micrologd \\
+        .venv/bin/python tests/bench/bench_recording_size.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "workloads"))
+from harness import BUILD, PYTHON, Collector, env_for, spread, write_json  # noqa: E402
+
+WORKLOAD = str(Path(__file__).resolve().parent / "workloads" / "cpu_sympy.py")
+REPS = int(os.environ.get("ML_BENCH_REPS", "3"))
+ROUNDS = os.environ.get("ML_BENCH_ROUNDS", "6")
+RATES = {"20 Hz": "0.05", "100 Hz": "0.01"}
+ORIG_VENV = Path(os.environ.get("ML_BENCH_ORIG_VENV", BUILD / "bench-orig-venv"))
+
+
+def orig_python() -> str:
+    """The original Microlog's interpreter, installing it on first use."""
+    python = ORIG_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([PYTHON, "-m", "venv", str(ORIG_VENV)], check=True)
+    probe = subprocess.run([str(python), "-c", "import microlog.tracer, sympy"],
+                           capture_output=True, check=False)  # fmt: skip
+    if probe.returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "micrologai", "sympy"],
+                       check=True)  # fmt: skip
+    return str(python)
+
+
+def timed(args, env, cwd=None) -> float:
+    start = time.perf_counter()
+    out = subprocess.run(args, env=env, cwd=cwd, capture_output=True, timeout=600, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{args} exited {out.returncode}: {out.stderr.decode()[-2000:]}")
+    return time.perf_counter() - start
+
+
+def original_run(python: str, delay: str) -> float:
+    """Bytes per second of the original's .zip."""
+    with tempfile.TemporaryDirectory(prefix="ml-orig-") as home:
+        env = env_for(None, HOME=home, TRACER_SAMPLE_DELAY=delay)
+        seconds = timed([python, "-m", "microlog", "size-orig", WORKLOAD, ROUNDS], env, cwd=home)
+        zips = list(Path(home, "microlog").rglob("*.zip"))
+        if len(zips) != 1:
+            raise RuntimeError(f"expected one recording, found {zips}")
+        return zips[0].stat().st_size / seconds
+
+
+def our_run(collector: Collector, delay: str, label: str) -> float:
+    """Bytes per second of our recording.mlr, once compacted."""
+    env = env_for(collector, TRACER_SAMPLE_DELAY=delay)
+    seconds = timed([PYTHON, "-m", "microlog", label, WORKLOAD, ROUNDS], env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for run_json in collector.data.rglob(f"runs/*/{label}/*/run.json"):
+            info = json.loads(run_json.read_text())
+            recording = run_json.parent / "recording.mlr"
+            if info.get("status") == "complete" and info.get("stored_bytes") and recording.exists():
+                return recording.stat().st_size / seconds
+        time.sleep(0.2)
+    raise RuntimeError(f"run {label} was not compacted within 60 s")
+
+
+def main() -> int:
+    python = orig_python()
+    collector = Collector()
+    rows = []
+    try:
+        for rname, delay in RATES.items():
+            orig, ours = [], []
+            for i in range(REPS):
+                orig.append(original_run(python, delay))
+                ours.append(our_run(collector, delay, f"size-{rname.replace(' ', '')}-{i}"))
+            ratio = statistics.median(ours) / statistics.median(orig)
+            rows.append({"rate": rname, "original_bytes_per_s": orig, "ours_bytes_per_s": ours,
+                         "ratio": ratio})  # fmt: skip
+            print(f"{rname:7} original {spread(orig)} B/s   ours {spread(ours)} B/s   "
+                  f"ours/original {ratio:.3f}", flush=True)  # fmt: skip
+    finally:
+        collector.stop()
+    print(f"(cpu_sympy.py {ROUNDS} rounds, {REPS} runs each; target: ours/original <= 0.25)")
+    write_json("recording_size", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""End-of-run analysis in the log, as the original writes it: garbage
+collector statistics, possible memory leaks (top live types), files opened
+and never closed; and run metadata (parent chain, masked environment), read
+back through a real micrologd."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List
+
+from conftest import Collector, child_env
+
+PROGRAM = """
+import os, sys
+
+class Leaky:
+    pass
+
+kept = [Leaky() for _ in range(500)]
+left_open = open(os.path.join(os.path.dirname(__file__), "left-open.txt"), "w")
+with open(os.path.join(os.path.dirname(__file__), "closed.txt"), "w") as closed:
+    closed.write("x")
+print("done")
+"""
+
+
+def _run(collector: Collector, runner, source: str, label: str, **env: str) -> str:
+    script = runner.script(source, name=f"{label}.py")
+    result = runner.run(["-m", "microlog", label, str(script)],
+                        env=child_env(server=collector.url, **env))  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    box = re.search(r"┃ Microlog: \S+/#(\S+) ┃", result.stderr.decode())
+    assert box, result.stderr.decode()
+    return box.group(1)
+
+
+def _analysis(collector: Collector, run: str) -> List[str]:
+    events: List[Dict[str, Any]] = collector.get(collector.run_path(run, "log"))["events"]
+    return [e["message"] for e in events if e["kind"] == "analysis"]
+
+
+def test_leaks_and_unclosed_files_are_reported(collector: Collector, runner):
+    run = _run(collector, runner, PROGRAM, "analysis")
+    text = "\n".join(_analysis(collector, run))
+    assert "# GC Statistics" in text
+    leaks = text[text.index("# Possible Memory Leaks"):]
+    assert re.search(r"^ - 500 instances of __main__\.Leaky$", leaks, re.M), leaks
+    files = text[text.index("# File Descriptors Leaked"):]
+    assert "Found 1 file that were opened, but never closed" in files
+    assert re.search(r"left-open\.txt mode=w .*analysis\.py:8$", files, re.M), files
+    assert "closed.txt" not in files
+
+
+def test_no_file_section_when_everything_is_closed(collector: Collector, runner):
+    run = _run(collector, runner, "with open(__file__) as f:\n    f.read()\n", "tidy")
+    text = "\n".join(_analysis(collector, run))
+    assert "# GC Statistics" in text
+    assert "# File Descriptors Leaked" not in text
+
+
+def test_metadata_has_the_parent_chain_and_masked_environment(collector: Collector, runner):
+    run = _run(collector, runner, "print('hi')\n", "meta", MICROLOG_ID="0123456789abcdef" * 2,
+               APP_SECRET_TOKEN="hunter2", APP_COLOR="blue")  # fmt: skip
+    info = collector.get(collector.run_path(run))
+    assert info["parent_id"] == "0123456789abcdef" * 2
+    assert re.fullmatch(r"[0-9a-f]{32}", info["uid"]) and info["uid"] != info["parent_id"]
+    env = info["env"]
+    env = dict(env) if isinstance(env, dict) else {e["key"]: e["value"] for e in env}
+    assert env["APP_SECRET_TOKEN"] == "*******"
+    assert env["APP_COLOR"] == "blue"
+    assert "hunter2" not in str(info)
