@@ -6,19 +6,35 @@
  * File layout (integers little-endian; "varint" is LEB128, "zigzag" maps
  * signed to unsigned first):
  *
- *   "MLR1"
+ *   "MLR2"
  *   section*     u8 type | u32 raw_len | u32 z_len | u32 xxh32(zdata) | zdata[z_len]
- *                zdata is the zstd-compressed body of the section
+ *                zdata is the body of the section compressed with zstd
+ *                (level 19: written once on the thread pool, read often)
  *   index        u32 count | count * (u8 type | u64 offset | i64 t_first | i64 t_last | u32 n)
  *   trailer      u64 index_offset | u32 xxh32(index) | "MLRE"
  *
- * Sections: META (period, closed, end time, counts), STRINGS, FRAMES,
- * STACKS, THREADS (the interned tables, ids delta-coded), STATUS and LOGS
- * (columns), then SAMPLES blocks of at most ML_RECORDING_BLOCK samples in
- * time order, each holding four varint columns (zigzag time deltas,
- * thread, stack, cpu). The index gives every block's first and last
- * sample time, so a reader of a time window decompresses only the blocks
- * that overlap it.
+ * Every body but META and THREADS is a count then columns (varint length
+ * | bytes), so like values sit together for zstd:
+ *   STRINGS  front-coded: shared prefix with the previous string, suffix
+ *            length, suffix bytes
+ *   FRAMES   name, file, line as deltas from the previous frame;
+ *            line - first_line; flags
+ *   STACKS   length, truncated, prefix shared with the previous stack,
+ *            then only the new frames (delta-coded)
+ *   STATUS   time, cpu and system cpu (float bits), rss, memory total,
+ *            memory free, objects, modules: each delta-coded
+ *   LOGS     time deltas, thread, kind, stack, level, message, logger
+ *   SAMPLES  blocks of at most ML_RECORDING_BLOCK samples in the model's
+ *            order: n, time mode, then four columns coded against the
+ *            previous sample of the same thread (state reset per block):
+ *            thread id; time gap minus the expected gap (the period, or
+ *            the thread's previous gap: the time mode says which); the
+ *            stack run-length coded (runs of samples repeating their
+ *            thread's last stack cost one count: r0 s0 r1 s1 ... rk);
+ *            cpu_us minus its prediction (the gap for a thread that was
+ *            busy, else 0).
+ * The index gives every block's first and last sample time, so a reader
+ * of a time window decompresses only the blocks that overlap it.
  *
  * Blocking file I/O; pure functions of their arguments, any thread (the
  * collector writes recordings on the libuv thread pool).
@@ -31,7 +47,9 @@
 #include "model.h"
 
 #define ML_RECORDING_FILE "recording.mlr"
-#define ML_RECORDING_MAGIC "MLR1"
+/* Format version 2; version 1 files ("MLR1") are refused with -EPROTO. */
+#define ML_RECORDING_MAGIC "MLR2"
+#define ML_RECORDING_MAGIC_V1 "MLR1"
 #define ML_RECORDING_END "MLRE"
 /* Samples per SAMPLES block: the unit a time-window query reads. */
 #define ML_RECORDING_BLOCK 16384
@@ -45,7 +63,8 @@ int ml_recording_write(const ml_model *m, const char *path);
 
 /* Loads the whole recording at path into m, which must be freshly
  * initialised (ml_model_init). Returns 0, -EBADMSG for a file that is not
- * a valid recording (bad magic, checksum, or structure), or -errno; on
+ * a valid recording (bad magic, checksum, or structure), -EPROTO for a
+ * recording of format version 1, or -errno; on
  * error m may hold part of the data and must still be disposed. */
 int ml_recording_load(ml_model *m, const char *path);
 

@@ -123,6 +123,181 @@ static void test_round_trip(void **state)
     free(path);
 }
 
+/* Every sample column of b equals a's, sample by sample. */
+static void assert_samples_equal(const ml_model *a, const ml_model *b)
+{
+    assert_int_equal(b->nsamples, a->nsamples);
+    assert_memory_equal(b->sample_thread, a->sample_thread, a->nsamples * sizeof(uint32_t));
+    assert_memory_equal(b->sample_time, a->sample_time, a->nsamples * sizeof(int64_t));
+    assert_memory_equal(b->sample_stack, a->sample_stack, a->nsamples * sizeof(uint32_t));
+    assert_memory_equal(b->sample_cpu, a->sample_cpu, a->nsamples * sizeof(uint32_t));
+}
+
+static void set_samples(ml_model *m, size_t n)
+{
+    free(m->sample_thread);
+    free(m->sample_stack);
+    free(m->sample_cpu);
+    free(m->sample_time);
+    m->nsamples = m->capsamples = n;
+    m->sample_thread = ml_xmalloc(n * sizeof(uint32_t));
+    m->sample_stack = ml_xmalloc(n * sizeof(uint32_t));
+    m->sample_cpu = ml_xmalloc(n * sizeof(uint32_t));
+    m->sample_time = ml_xmalloc(n * sizeof(int64_t));
+}
+
+static off_t write_load(const ml_model *a, ml_model *b, const char *name)
+{
+    char *path = ml_xasprintf("%s/%s", dir, name);
+    assert_int_equal(ml_recording_write(a, path), 0);
+    ml_model_init(b);
+    assert_int_equal(ml_recording_load(b, path), 0);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    free(path);
+    return st.st_size;
+}
+
+/* Run-length coding: a long call (one thread, one stack, a busy thread's
+ * cpu) costs almost nothing per sample, and decodes exactly. */
+static void test_long_call_is_run_length_coded(void **state)
+{
+    ml_model a, b;
+    fill(&a);
+    size_t n = ML_RECORDING_BLOCK * 2 + 7;
+    set_samples(&a, n);
+    for (size_t i = 0; i < n; i++) {
+        a.sample_thread[i] = 1;
+        a.sample_stack[i] = i < n - 3 ? 2 : 1;
+        a.sample_time[i] = (int64_t)i * 10000 + 50;
+        a.sample_cpu[i] = i ? 10000 : 3;
+    }
+    off_t size = write_load(&a, &b, "rle.mlr");
+    assert_samples_equal(&a, &b);
+    /* Well under a bit per sample (the tables and headers are most of it). */
+    assert_true((size_t)size < n / 8);
+    ml_model_dispose(&a);
+    ml_model_dispose(&b);
+}
+
+/* Interleaved threads (ids in and out of the thread table, 0 included),
+ * irregular times going backwards, stacks switching and repeating per
+ * thread, cpu of busy and idle threads, and extreme values: all exact. */
+static void test_interleaved_threads_round_trip_exact(void **state)
+{
+    ml_model a, b;
+    fill(&a);
+    size_t n = ML_RECORDING_BLOCK + 5000;
+    set_samples(&a, n);
+    uint64_t x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t th = (uint32_t)(i % 4); /* 0, 1 (defined), 2, 3 (beyond nthreads) */
+        a.sample_thread[i] = i % 1000 == 999 ? UINT32_MAX : th;
+        a.sample_stack[i] = (x >> 60) < 12 ? (uint32_t)(i / 97 % 3) : (uint32_t)(x >> 33);
+        a.sample_time[i] = (int64_t)(i / 4) * 10000 + (int64_t)(x >> 52) - 2048;
+        a.sample_cpu[i] = th == 1 ? 9000 + (uint32_t)(x >> 54) : th == 2 ? 0 : (uint32_t)(x >> 32);
+    }
+    a.sample_time[10] = INT64_MIN / 4;
+    a.sample_time[11] = INT64_MAX / 4;
+    a.sample_cpu[12] = UINT32_MAX;
+    a.sample_stack[13] = UINT32_MAX;
+    a.sample_period = 0.0037;
+    write_load(&a, &b, "mix.mlr");
+    assert_samples_equal(&a, &b);
+    ml_model_dispose(&a);
+    ml_model_dispose(&b);
+}
+
+/* The tables are front-coded / delta-coded: many strings sharing
+ * prefixes, frames of one function at many lines, stacks sharing roots,
+ * and status ticks with every field changing all come back exact. */
+static void test_tables_round_trip_exact(void **state)
+{
+    ml_model a, b;
+    fill(&a);
+    size_t ns = 500, nf = 700, nk = 400, nt = 300;
+    a.strings = realloc(a.strings, ns * sizeof(char *));
+    for (size_t i = a.nstrings; i < ns; i++)
+        a.strings[i] =
+            i % 7 == 0 ? ml_xstrdup("")
+                       : ml_xasprintf("/usr/lib/python3/site-packages/pkg%zu/mod%zu.py", i % 13, i);
+    a.nstrings = a.capstrings = ns;
+    a.frames = realloc(a.frames, nf * sizeof(ml_frame));
+    for (size_t i = a.nframes; i < nf; i++)
+        a.frames[i] = (ml_frame){(uint32_t)(i / 5 % ns), (uint32_t)(i / 20 % ns),
+                                 (uint32_t)(i % 5 ? 100 + i % 37 : 3), (uint32_t)(90 + i % 11),
+                                 (uint32_t)(i % 3)};
+    a.frames[nf - 1].line = UINT32_MAX;
+    a.frames[nf - 1].first_line = 0;
+    a.nframes = a.capframes = nf;
+    a.stacks = realloc(a.stacks, nk * sizeof(ml_stack));
+    for (size_t i = a.nstacks; i < nk; i++) {
+        ml_stack *s = &a.stacks[i];
+        s->n = (uint32_t)(i % 9 == 0 ? 0 : 3 + i % 17);
+        s->truncated = (uint32_t)(i % 4 == 0 ? i : 0);
+        s->frames = ml_xmalloc((s->n ? s->n : 1) * sizeof(uint32_t));
+        for (uint32_t k = 0; k < s->n; k++)
+            s->frames[k] = k + 1 < s->n ? (uint32_t)(k * 31 % nf) : (uint32_t)(i * 7 % nf);
+    }
+    a.nstacks = a.capstacks = nk;
+    a.status = realloc(a.status, nt * sizeof(ml_status_tick));
+    for (size_t i = 0; i < nt; i++)
+        a.status[i] = (ml_status_tick){(int64_t)i * 1000000 + (int64_t)(i % 3),
+                                       (float)i * 0.7f,
+                                       (float)(nt - i),
+                                       (uint64_t)(i % 2 ? 1u << 30 : 5),
+                                       8ull << 30,
+                                       (4ull << 30) - i * 4096,
+                                       UINT64_MAX - i,
+                                       (uint32_t)(i % 5 ? 400 + i : 0)};
+    a.nstatus = a.capstatus = nt;
+    write_load(&a, &b, "tables.mlr");
+    assert_int_equal(b.nstrings, ns);
+    for (size_t i = 1; i < ns; i++)
+        assert_string_equal(b.strings[i], a.strings[i]);
+    assert_int_equal(b.nframes, nf);
+    assert_memory_equal(b.frames, a.frames, nf * sizeof(ml_frame));
+    assert_int_equal(b.nstacks, nk);
+    for (size_t i = 1; i < nk; i++) {
+        assert_int_equal(b.stacks[i].n, a.stacks[i].n);
+        assert_int_equal(b.stacks[i].truncated, a.stacks[i].truncated);
+        if (a.stacks[i].n)
+            assert_memory_equal(b.stacks[i].frames, a.stacks[i].frames,
+                                a.stacks[i].n * sizeof(uint32_t));
+    }
+    assert_int_equal(b.nstatus, nt);
+    assert_memory_equal(b.status, a.status, nt * sizeof(ml_status_tick));
+    assert_int_equal(b.nthreads, a.nthreads);
+    assert_int_equal(b.threads[1].ident, 140001);
+    assert_int_equal(b.logs[0].kind, 3);
+    assert_int_equal(b.logs[0].stack, 2);
+    assert_string_equal(b.logs[0].logger, "app");
+    ml_model_dispose(&a);
+    ml_model_dispose(&b);
+}
+
+/* A recording of format version 1 is refused with -EPROTO, not misread. */
+static void test_version_1_is_refused(void **state)
+{
+    ml_model a, b;
+    fill(&a);
+    char *path = ml_xasprintf("%s/v1.mlr", dir);
+    assert_int_equal(ml_recording_write(&a, path), 0);
+    char *data;
+    size_t len;
+    assert_int_equal(ml_read_file(path, 1u << 30, &data, &len), 0);
+    memcpy(data, ML_RECORDING_MAGIC_V1, 4);
+    assert_int_equal(ml_write_file_atomic(path, data, len), 0);
+    ml_model_init(&b);
+    assert_int_equal(ml_recording_load(&b, path), -EPROTO);
+    assert_int_equal(b.nsamples, 0);
+    ml_model_dispose(&a);
+    ml_model_dispose(&b);
+    free(data);
+    free(path);
+}
+
 static void test_time_window_reads_one_block(void **state)
 {
     ml_model a, b;
@@ -186,6 +361,10 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_time_window_reads_one_block),
         cmocka_unit_test(test_damage_is_detected),
+        cmocka_unit_test(test_long_call_is_run_length_coded),
+        cmocka_unit_test(test_interleaved_threads_round_trip_exact),
+        cmocka_unit_test(test_tables_round_trip_exact),
+        cmocka_unit_test(test_version_1_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
