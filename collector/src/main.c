@@ -283,22 +283,11 @@ static int parse_args(int argc, char **argv, options *o)
             o->cfg.retain_days = (uint32_t)days;
             break;
         }
-        case O_RETAIN_BYTES: {
-            char *end;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            unsigned long long mult = 1;
-            if (*end == 'K' || *end == 'k')
-                mult = 1ull << 10, end++;
-            else if (*end == 'M' || *end == 'm')
-                mult = 1ull << 20, end++;
-            else if (*end == 'G' || *end == 'g')
-                mult = 1ull << 30, end++;
-            if (*end != '\0' || v == 0 || optarg[0] == '-' || v > (~0ull) / mult)
+        case O_RETAIN_BYTES:
+            if (ml_parse_bytes(optarg, &o->cfg.retain_bytes) != 0)
                 return usage_error("--retain-bytes wants a byte count (K, M, G), not \"%s\"",
                                    optarg);
-            o->cfg.retain_bytes = v * mult;
             break;
-        }
         case O_S3_LIST: {
             char *end;
             double secs = strtod(optarg, &end);
