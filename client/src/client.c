@@ -38,6 +38,7 @@ void ml_client_config_init(ml_client_config *cfg)
         cfg->server = ML_DEFAULT_SERVER;
     cfg->ingest = env_nonempty("MICROLOG_INGEST");
     cfg->token = env_nonempty("MICROLOG_TOKEN");
+    cfg->ca_file = env_nonempty("MICROLOG_CA_FILE");
     cfg->flush_interval_ms = 250;
     cfg->batch_max_bytes = 256u << 10;
     cfg->buffer_max_bytes = 32u << 20;
@@ -62,7 +63,9 @@ static int copy_config(ml_client *c, const ml_client_config *cfg)
     c->ingest = cfg->ingest && *cfg->ingest ? strdup(cfg->ingest) : NULL;
     c->token = cfg->token && *cfg->token ? strdup(cfg->token) : NULL;
     c->spool_dir = cfg->spool_dir && *cfg->spool_dir ? strdup(cfg->spool_dir) : NULL;
-    if (c->server == NULL || (cfg->ingest && *cfg->ingest && c->ingest == NULL) ||
+    c->ca_file = cfg->ca_file && *cfg->ca_file ? strdup(cfg->ca_file) : NULL;
+    if ((cfg->ca_file && *cfg->ca_file && c->ca_file == NULL) || c->server == NULL ||
+        (cfg->ingest && *cfg->ingest && c->ingest == NULL) ||
         (cfg->token && *cfg->token && c->token == NULL) ||
         (cfg->spool_dir && *cfg->spool_dir && c->spool_dir == NULL))
         return -ENOMEM;
@@ -70,6 +73,7 @@ static int copy_config(ml_client *c, const ml_client_config *cfg)
     c->cfg.ingest = c->ingest;
     c->cfg.token = c->token;
     c->cfg.spool_dir = c->spool_dir;
+    c->cfg.ca_file = c->ca_file;
     return 0;
 }
 
@@ -116,6 +120,7 @@ void ml__client_destroy(ml_client *c)
     free(c->server);
     free(c->ingest);
     free(c->token);
+    free(c->ca_file);
     free(c->spool_dir);
     free(c);
 }

@@ -88,6 +88,8 @@ static int close_status(ml_client *c, const ml_client_result *r)
         return -ENOTSUP;
     if (c->snd.offline)
         return -EINPROGRESS; /* spool only: saved for a later delivery */
+    if (c->snd.refused)
+        return -EFBIG; /* over the collector's maximum run size */
     if (c->snd.failed)
         return c->conn_err ? c->conn_err : -EIO;
     if (!r->collector_reached && !atomic_load(&c->pipe_seen))
@@ -107,7 +109,12 @@ static void warn(ml_client *c, const ml_client_result *r)
     char line[1400];
     int n;
 
-    if (r->spooled) {
+    if (c->snd.refused) {
+        n = snprintf(line, sizeof(line),
+                     "Microlog: the collector at %s stored only the start of this run (%s); "
+                     "this run is incomplete\n",
+                     where, c->refusal);
+    } else if (r->spooled) {
         char why[300];
         if (c->snd.offline)
             snprintf(why, sizeof(why), "this process does not use the network (%s)",

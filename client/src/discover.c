@@ -101,8 +101,8 @@ static int parse_answer(const body *b, char **ingest, char *err, size_t errlen, 
     return rv;
 }
 
-static CURL *easy_new(const char *url, const char *token, uint32_t timeout_ms, body *b,
-                      char *errbuf, struct curl_slist **headers)
+static CURL *easy_new(const char *url, const char *token, const char *ca_file, uint32_t timeout_ms,
+                      body *b, char *errbuf, struct curl_slist **headers)
 {
     CURL *h = curl_easy_init();
     if (h == NULL)
@@ -121,6 +121,10 @@ static CURL *easy_new(const char *url, const char *token, uint32_t timeout_ms, b
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    /* https: curl verifies the certificate and host name by default; a
+     * private CA comes from MICROLOG_CA_FILE. */
+    if (ca_file != NULL && *ca_file != '\0')
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
     if (token != NULL && *token != '\0') {
         char auth[1024];
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
@@ -184,13 +188,17 @@ static int check_transfer(CURL *h, int code, const char *url, const char *errbuf
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     if (status == 200)
         return 0;
-    snprintf(err, errlen, "HTTP %ld from %s%s", status, url,
-             status == 404 ? ": is this a Microlog collector?" : "");
+    if (status == 401 || status == 403)
+        snprintf(err, errlen, "the collector refused %s (HTTP %ld from %s): check MICROLOG_TOKEN",
+                 status == 401 ? "the token" : "access", status, url);
+    else
+        snprintf(err, errlen, "HTTP %ld from %s%s", status, url,
+                 status == 404 ? ": is this a Microlog collector?" : "");
     *permanent = status >= 400 && status < 500;
     return status == 401 ? -EACCES : status == 403 ? -EPERM : status == 404 ? -ENOENT : -EIO;
 }
 
-int ml__discover(const char *server, const char *token, uint32_t timeout_ms,
+int ml__discover(const char *server, const char *token, const char *ca_file, uint32_t timeout_ms,
                  bool (*should_stop)(void *), void *arg, char **ingest, char *err, size_t errlen,
                  bool *permanent)
 {
@@ -205,7 +213,7 @@ int ml__discover(const char *server, const char *token, uint32_t timeout_ms,
         *permanent = rv == -EINVAL;
         return rv;
     }
-    if ((h = easy_new(url, token, timeout_ms, &b, errbuf, &headers)) == NULL) {
+    if ((h = easy_new(url, token, ca_file, timeout_ms, &b, errbuf, &headers)) == NULL) {
         rv = -ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto done;
@@ -213,6 +221,17 @@ int ml__discover(const char *server, const char *token, uint32_t timeout_ms,
     int code = perform(h, should_stop, arg);
     if ((rv = check_transfer(h, code, url, errbuf, err, errlen, permanent)) == 0)
         rv = parse_answer(&b, ingest, err, errlen, permanent);
+    /* MICROLOG_SERVER=https:// promises encryption for the runs too. */
+    if (rv == 0 && strncmp(server, "https:", 6) == 0 && !ml__url_is_tls(*ingest)) {
+        snprintf(err, errlen,
+                 "the collector at %s announced a non-TLS ingest address %s: refusing to send "
+                 "runs unencrypted",
+                 server, *ingest);
+        free(*ingest);
+        *ingest = NULL;
+        *permanent = true;
+        rv = -EPROTO;
+    }
 done:
     if (h)
         curl_easy_cleanup(h);

@@ -126,6 +126,8 @@ int ml__err_from_status(int32_t status)
         return -ENOSPC;
     case MICROLOG__V1__STATUS__FAILED_PRECONDITION:
         return -EPROTO;
+    case MICROLOG__V1__STATUS__OUT_OF_RANGE:
+        return -EFBIG;
     case MICROLOG__V1__STATUS__UNIMPLEMENTED:
         return -ENOSYS;
     case MICROLOG__V1__STATUS__UNAVAILABLE:
@@ -143,6 +145,7 @@ bool ml__status_permanent(int32_t status)
 {
     switch (status) {
     case MICROLOG__V1__STATUS__FAILED_PRECONDITION:
+    case MICROLOG__V1__STATUS__OUT_OF_RANGE:
     case MICROLOG__V1__STATUS__UNAUTHENTICATED:
     case MICROLOG__V1__STATUS__PERMISSION_DENIED:
     case MICROLOG__V1__STATUS__INVALID_ARGUMENT:
@@ -173,6 +176,8 @@ const char *ml__status_name(int32_t status)
         return "resource exhausted";
     case MICROLOG__V1__STATUS__FAILED_PRECONDITION:
         return "failed precondition";
+    case MICROLOG__V1__STATUS__OUT_OF_RANGE:
+        return "out of range";
     case MICROLOG__V1__STATUS__UNIMPLEMENTED:
         return "unimplemented";
     case MICROLOG__V1__STATUS__INTERNAL:

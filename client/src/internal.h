@@ -381,9 +381,21 @@ int ml__run_pack_open(const ml__run *r, uint64_t call_id, const char *token, uin
  * turns true (checked every few ms). On success *ingest is malloc'd.
  * On error returns -errno, writes a reason into err and sets *permanent when
  * retrying cannot help (malformed URL, HTTP 4xx, protocol mismatch). */
-int ml__discover(const char *server, const char *token, uint32_t timeout_ms,
+int ml__discover(const char *server, const char *token, const char *ca_file, uint32_t timeout_ms,
                  bool (*should_stop)(void *), void *arg, char **ingest, char *err, size_t errlen,
                  bool *permanent);
+
+/* ---- TLS ingest (tls.c) ---- */
+
+/* True when url is a "tls+tcp://" nng address. Any thread. */
+bool ml__url_is_tls(const char *url);
+
+/* Creates (not started) a dialer of sock to url with a TLS configuration
+ * that requires a certificate valid for url's host, signed by a CA in
+ * ca_file (NULL: the system bundle). Returns 0 with *out, or -errno with
+ * a one-line reason in err. Sender thread. */
+int ml__tls_dialer(nng_socket sock, const char *url, const char *ca_file, nng_dialer *out,
+                   char *err, size_t errlen);
 
 /* ---- the client ------------------------------------------------------------- */
 
@@ -402,14 +414,18 @@ typedef struct ml__sender {
     ml__req *close_req;
     bool opened; /* the collector acknowledged OpenRun */
     bool close_acked;
-    bool close_complete;  /* CloseRunReply.complete */
-    bool failed;          /* permanently: nothing more will be sent */
-    bool closing_seen;    /* the thread has seen the close request */
-    bool final_sealed;    /* the last batch (after the close request) is sealed */
-    bool closing_failure; /* an attempt begun after the close request failed */
-    int64_t closing_at;   /* ms, monotonic: when the thread saw the close request */
-    int64_t attempt_at;   /* ms, monotonic: when the latest discovery/dial/request began */
-    int64_t retry_at;     /* ms, monotonic: no request before */
+    bool close_complete;    /* CloseRunReply.complete */
+    bool failed;            /* permanently: nothing more will be sent */
+    bool refused;           /* the collector will store no more of this run (its maximum
+                               run size): later batches are dropped and counted, CloseRun
+                               still goes so that the run is closed as incomplete */
+    uint32_t dead_requests; /* consecutive requests that failed with no connection up */
+    bool closing_seen;      /* the thread has seen the close request */
+    bool final_sealed;      /* the last batch (after the close request) is sealed */
+    bool closing_failure;   /* an attempt begun after the close request failed */
+    int64_t closing_at;     /* ms, monotonic: when the thread saw the close request */
+    int64_t attempt_at;     /* ms, monotonic: when the latest discovery/dial/request began */
+    int64_t retry_at;       /* ms, monotonic: no request before */
     uint32_t backoff;
     int64_t next_flush;
     uint64_t seq;
@@ -443,8 +459,8 @@ struct ml_client {
      * touches nothing (the mutex may be held by a thread that is gone) */
     atomic_bool forked;
     /* immutable after ml_client_new */
-    char *server, *ingest, *token, *spool_dir;
-    ml_client_config cfg; /* its strings point to the four above */
+    char *server, *ingest, *token, *spool_dir, *ca_file;
+    ml_client_config cfg; /* its strings point to the five above */
     ml__run run;
     int64_t start_mono_ns;
     const char *no_transport; /* non-NULL: why this process cannot send at all */
@@ -453,6 +469,7 @@ struct ml_client {
     _Atomic(const char *) run_id;
     atomic_bool reached;   /* some reply came back from the collector */
     atomic_bool pipe_seen; /* some nng connection was made */
+    atomic_int pipes;      /* nng connections up now (pipe callbacks, nng threads) */
     atomic_bool to_disk;   /* sealed batches go to the spool, not the memory queue */
 
     pthread_mutex_t mu;
@@ -472,6 +489,12 @@ struct ml_client {
     char error[256];
     int conn_err; /* latest reason the collector could not be reached */
     char conn_reason[200];
+    char limit[200];   /* the collector's latest "retry later" reason (a rate limit, a
+                          full disk, too many connections); sender thread only: it
+                          explains a close that ran out of time even after later
+                          requests went through */
+    char refusal[200]; /* why the collector refused the rest of the run (snd.refused);
+                          written by the sender thread, read after it is joined */
 
     /* sender thread only */
     ml__batch *spare; /* the other batch; sealed and packed while active fills */

@@ -25,6 +25,10 @@
 #define BACKOFF_MIN 100
 #define BACKOFF_MAX 2000
 #define DISCOVER_BACKOFF_MAX 5000
+/* Requests in a row that failed while no connection was up before a
+ * discovered ingest address is looked up again (the collector may have
+ * come back on another port). */
+#define REDISCOVER_AFTER 2
 
 /* pid of the process that first used nng; nng cannot be used again after a
  * fork (it aborts: "nng is not fork-reentrant safe"). */
@@ -91,7 +95,13 @@ static void on_aio(void *arg)
 static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     ml_client *c = arg;
-    atomic_store(&c->pipe_seen, true);
+    (void)p;
+    if (ev == NNG_PIPE_EV_ADD_POST) {
+        atomic_store(&c->pipe_seen, true);
+        atomic_fetch_add(&c->pipes, 1);
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        atomic_fetch_sub(&c->pipes, 1);
+    }
 }
 
 /* ---- failures --------------------------------------------------------------- */
@@ -125,17 +135,29 @@ static const char *req_name(const ml__req *r)
 }
 
 /* The request in flight failed transiently: it stays queued for a retry. */
-static void request_failed(ml_client *c, int err, const char *what)
+static void request_failed_detail(ml_client *c, int err, const char *what, const char *detail)
 {
     ml__sender *s = &c->snd;
     ml__req *r = s->inflight;
     s->inflight = NULL;
     s->recv_phase = false;
+    /* no connection at all (not a refusal or a slow reply): counts towards
+     * looking the ingest address up again */
+    if (atomic_load(&c->pipes) <= 0)
+        s->dead_requests++;
+    else
+        s->dead_requests = 0;
     if (!atomic_load(&c->pipe_seen))
         ml__client_conn_error(c, -ECONNREFUSED, "cannot connect to %s", s->ingest);
     else
-        ml__client_conn_error(c, err, "%s %s: %s", what, req_name(r), ml__strerror(err));
+        ml__client_conn_error(c, err, "%s %s: %s", what, req_name(r),
+                              detail && *detail ? detail : ml__strerror(err));
     backoff(s);
+}
+
+static void request_failed(ml_client *c, int err, const char *what)
+{
+    request_failed_detail(c, err, what, NULL);
 }
 
 /* ---- replies ---------------------------------------------------------------- */
@@ -151,6 +173,32 @@ static void set_run_id(ml_client *c, const char *id)
     atomic_store_explicit(&c->run_id, c->run_id_final, memory_order_release);
 }
 
+/* The collector stores no more of this run (OUT_OF_RANGE: its maximum run
+ * size). What is queued or spooled and what is recorded from now on is
+ * dropped and counted (CloseRun reports it); the run is closed. Resending
+ * could only be refused again, and spooling would only move the refusal
+ * to the next importer. */
+static void refuse_run(ml_client *c, const char *detail)
+{
+    ml__sender *s = &c->snd;
+    s->refused = true;
+    s->dead_requests = 0;
+    snprintf(c->refusal, sizeof(c->refusal), "%s", detail);
+    ml__queue_drop_all(&s->queue, &s->lost_samples, &s->lost_logs);
+    if (s->replay != NULL && s->replay->source == ML__SRC_SPOOL) {
+        ml__req_free(s->replay);
+        s->replay = NULL;
+    }
+    if (s->own.fd >= 0) {
+        /* its batches are refused the same way; their counts are not
+         * kept on disk, so the collector learns of them only as a gap */
+        ml__spool_remove(&s->own);
+        s->spooling = false;
+        s->close_spooled = false;
+        atomic_store(&c->to_disk, false);
+    }
+}
+
 /* A reply with status != OK. */
 static void on_status(ml_client *c, ml__req *r, const Microlog__V1__Envelope *e)
 {
@@ -158,6 +206,16 @@ static void on_status(ml_client *c, ml__req *r, const Microlog__V1__Envelope *e)
     int err = ml__err_from_status(e->status);
     const char *detail = e->error && *e->error ? e->error : "";
 
+    if (e->status == MICROLOG__V1__STATUS__OUT_OF_RANGE && r->source != ML__SRC_LEFTOVER &&
+        r->kind == ML__REQ_BATCH) {
+        s->inflight = NULL;
+        s->recv_phase = false;
+        s->backoff = BACKOFF_MIN;
+        s->retry_at = 0;
+        ml__client_conn_error(c, err, "%s", *detail ? detail : ml__status_name(e->status));
+        refuse_run(c, *detail ? detail : ml__status_name(e->status));
+        return;
+    }
     if (r->source == ML__SRC_LEFTOVER && ml__status_permanent(e->status)) {
         s->inflight = NULL;
         s->recv_phase = false;
@@ -172,7 +230,10 @@ static void on_status(ml_client *c, ml__req *r, const Microlog__V1__Envelope *e)
         fail_permanently(c);
         return;
     }
-    request_failed(c, err, "the collector could not take");
+    /* The collector's reason (a limit, a full disk) says more than errno. */
+    request_failed_detail(c, err, "the collector could not take", detail);
+    if (e->status == MICROLOG__V1__STATUS__RESOURCE_EXHAUSTED && *detail)
+        snprintf(c->limit, sizeof(c->limit), "%s", detail);
     if (e->status == MICROLOG__V1__STATUS__NOT_FOUND && r->kind != ML__REQ_OPEN)
         s->opened = false; /* the collector lost the run (restart): open it again */
 }
@@ -246,6 +307,7 @@ static void on_reply(ml_client *c, const uint8_t *buf, size_t len)
         s->recv_phase = false;
         s->backoff = BACKOFF_MIN;
         s->retry_at = 0;
+        s->dead_requests = 0;
         if (c->conn_err != 0) { /* reachable again: the old reason is stale */
             pthread_mutex_lock(&c->mu);
             c->conn_err = 0;
@@ -319,9 +381,24 @@ static void socket_open(ml_client *c)
     nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, redial < 50 ? redial : 50);
     nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, redial);
     if ((rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe, c)) != 0 ||
-        (rv = nng_ctx_open(&s->ctx, s->sock)) != 0 ||
-        (rv = nng_aio_alloc(&s->aio, on_aio, c)) != 0 ||
-        (rv = nng_dial(s->sock, s->ingest, NULL, NNG_FLAG_NONBLOCK)) != 0)
+        (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe, c)) != 0 ||
+        (rv = nng_ctx_open(&s->ctx, s->sock)) != 0 || (rv = nng_aio_alloc(&s->aio, on_aio, c)) != 0)
+        goto fail;
+    if (ml__url_is_tls(s->ingest)) {
+        nng_dialer d;
+        char err[300];
+        int e = ml__tls_dialer(s->sock, s->ingest, c->ca_file, &d, err, sizeof(err));
+        if (e != 0) {
+            socket_close(s);
+            ml__client_conn_error(c, e, "%s", err);
+            fail_permanently(c); /* a missing CA file does not appear by retrying */
+            return;
+        }
+        if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0)
+            goto fail;
+        return;
+    }
+    if ((rv = nng_dial(s->sock, s->ingest, NULL, NNG_FLAG_NONBLOCK)) != 0)
         goto fail;
     return;
 fail:
@@ -351,10 +428,12 @@ static void discover(ml_client *c)
     char err[160];
     bool permanent;
     s->attempt_at = ml__mono_ms();
-    int rv = ml__discover(c->server, c->token, c->cfg.connect_timeout_ms, past_deadline, c,
-                          &s->ingest, err, sizeof(err), &permanent);
-    if (rv == 0)
+    int rv = ml__discover(c->server, c->token, c->ca_file, c->cfg.connect_timeout_ms, past_deadline,
+                          c, &s->ingest, err, sizeof(err), &permanent);
+    if (rv == 0) {
+        s->discover_backoff = BACKOFF_MIN; /* a later re-discovery starts quick again */
         return;
+    }
     ml__client_conn_error(c, rv, "%s", err);
     if (rv == -ECONNREFUSED && ml__autostart(c)) {
         s->discover_at = ml__mono_ms() + BACKOFF_MIN; /* it takes a moment to listen */
@@ -419,6 +498,8 @@ static ml__req *next_request(ml_client *c)
             ml__client_error(c, -ENOMEM, "out of memory encoding OpenRun");
         return s->open_req;
     }
+    if (s->refused) /* batches sealed since the refusal: not sent */
+        ml__queue_drop_all(&s->queue, &s->lost_samples, &s->lost_logs);
     if (s->replay != NULL) /* read from a spool, not acknowledged yet */
         return s->replay;
     if (s->queue.head != NULL)
@@ -477,6 +558,17 @@ static void step(ml_client *c)
     }
     if (now < s->retry_at)
         return;
+    if (c->ingest == NULL && s->dead_requests >= REDISCOVER_AFTER) {
+        /* The discovered address stopped answering: the collector may be
+         * back on another port (a restart with an ephemeral ingest port).
+         * Ask the server again; what is queued is sent there. */
+        socket_close(s); /* its pipes' REM_POST callbacks balance c->pipes */
+        free(s->ingest);
+        s->ingest = NULL;
+        s->dead_requests = 0;
+        s->discover_at = now;
+        return;
+    }
     if (!s->sock_open) {
         socket_open(c);
         if (!s->sock_open)
@@ -544,7 +636,9 @@ static void note_timeout(ml_client *c)
     ml__sender *s = &c->snd;
     if (s->close_acked || s->failed || c->conn_err != 0)
         return;
-    if (s->ingest == NULL)
+    if (c->limit[0] != '\0') /* the collector held us back: that is why */
+        ml__client_conn_error(c, -ETIMEDOUT, "%s", c->limit);
+    else if (s->ingest == NULL)
         ml__client_conn_error(c, -ETIMEDOUT, "no answer from %s in time", c->server);
     else if (!atomic_load(&c->pipe_seen))
         ml__client_conn_error(c, -ECONNREFUSED, "cannot connect to %s", s->ingest);

@@ -225,8 +225,10 @@ int ml__spool_open_leftover(ml__spool *sp, const char *path, char *server, size_
     uint8_t *data;
     uint64_t next;
     int rv = ml__spool_read(sp, sp->off, &rec, &data, &next);
-    if (rv == 0 && rec.kind != ML_SPOOL_META)
+    if (rv == 0 && rec.kind != ML_SPOOL_META) {
+        free(data); /* leaked before (found by tests/fuzz/fuzz_spool) */
         rv = -EBADMSG;
+    }
     if (rv == 0) {
         size_t n = rec.len < serverlen - 1 ? rec.len : serverlen - 1;
         memcpy(server, data, n);

@@ -130,6 +130,11 @@ char *ml_export_pprof(const ml_qrun *q, size_t *len)
     for (size_t f = 1; f < m->nframes; f++) {
         const ml_frame *fr = &m->frames[f];
         uint32_t func = ml_calls_func(c, (uint32_t)f);
+        /* A frame no sample used (only a log event's stack, e.g. defined
+         * after the last sample) has no function mapped: it is its own,
+         * since pprof refuses a line without a function. */
+        if (func == 0)
+            func = (uint32_t)f;
         put_uint(&packed, 1, func);
         put_uint(&packed, 2, fr->line);
         put_uint(&sub, 1, f);

@@ -8,11 +8,14 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth_http.h"
 #include "fsutil.h"
+#include "hosted.h"
 #include "http_internal.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "tls.h"
 
 /* How long ml_http_close() waits for open connections to finish. */
 #define DRAIN_TIMEOUT_MS 3000
@@ -24,8 +27,14 @@ static const char *reason(int status)
         return "OK";
     case 204:
         return "No Content";
+    case 303:
+        return "See Other";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -116,6 +125,8 @@ static void add_handler(ml_http *h, h2o_hostconf_t *host, const char *path,
                         int (*on_req)(h2o_handler_t *, h2o_req_t *))
 {
     h2o_pathconf_t *pc = h2o_config_register_path(host, path, 0);
+    if (strcmp(path, "/healthz") != 0)
+        ml_http_auth_guard(h, pc); /* hosted mode: a token for all but /healthz */
     ml_http_handler *hd = (ml_http_handler *)h2o_create_handler(pc, sizeof(*hd));
     hd->super.on_req = on_req;
     hd->http = h;
@@ -127,12 +138,15 @@ static void configure(ml_http *h)
     h2o_config_init(&h->config);
     h2o_hostconf_t *host =
         h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    ml_http_auth_configure(h, &h->config, host);
     add_handler(h, host, "/healthz", ml_http_health_on_req);
     add_handler(h, host, "/metrics", ml_http_metrics_on_req);
     add_handler(h, host, "/api", ml_http_api_on_req);
     const char *ui = h->c->ui_dir;
     if (ui && ml_is_dir(ui)) {
-        h2o_file_register(h2o_config_register_path(host, "/", 0), ui, NULL, NULL, 0);
+        h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
+        ml_http_auth_guard(h, pc);
+        h2o_file_register(pc, ui, NULL, NULL, 0);
         ml_info("http: web UI from %s", ui);
     } else {
         add_handler(h, host, "/", builtin_on_req);
@@ -211,8 +225,9 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss)
     return -EINVAL;
 }
 
-static char *url_of(uv_tcp_t *tcp)
+static char *url_of(uv_tcp_t *tcp, bool tls)
 {
+    const char *scheme = tls ? "https" : "http";
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     char ip[INET6_ADDRSTRLEN] = "127.0.0.1";
@@ -221,16 +236,18 @@ static char *url_of(uv_tcp_t *tcp)
         if (ss.ss_family == AF_INET6) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-            return ml_xasprintf("http://[%s]:%d", ip, port);
+            return ml_xasprintf("%s://[%s]:%d", scheme, ip, port);
         }
         uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
-    return ml_xasprintf("http://%s:%d", ip, port);
+    return ml_xasprintf("%s://%s:%d", scheme, ip, port);
 }
 
 static void free_http(ml_http *h)
 {
+    if (h->accept_ctx.ssl_ctx)
+        SSL_CTX_free(h->accept_ctx.ssl_ctx);
     free(h->url);
     free(h);
 }
@@ -266,6 +283,17 @@ int ml_http_start(ml_collector *c, const char *hostport, bool allow_remote, ml_h
     h2o_context_init(&h->ctx, c->loop, &h->config);
     h->accept_ctx.ctx = &h->ctx;
     h->accept_ctx.hosts = h->config.hosts;
+    if (c->hosted && c->hosted->tls_cert) { /* HTTPS (tls.h) */
+        char err[400];
+        if (ml_tls_http_ctx(c->hosted->tls_cert, c->hosted->tls_key, &h->accept_ctx.ssl_ctx, err,
+                            sizeof(err)) != 0) {
+            ml_error("http: %s", err);
+            h2o_context_dispose(&h->ctx);
+            h2o_config_dispose(&h->config);
+            free_http(h);
+            return -EINVAL;
+        }
+    }
     uv_tcp_init(c->loop, &h->listener);
     h->listener.data = h;
     if ((rv = uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, 0)) != 0 ||
@@ -274,7 +302,7 @@ int ml_http_start(ml_collector *c, const char *hostport, bool allow_remote, ml_h
         uv_close((uv_handle_t *)&h->listener, on_listener_closed_early);
         return rv;
     }
-    h->url = url_of(&h->listener);
+    h->url = url_of(&h->listener, h->accept_ctx.ssl_ctx != NULL);
     *out = h;
     return 0;
 }

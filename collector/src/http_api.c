@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth_http.h"
 #include "export.h"
 #include "cache.h"
 #include "http_internal.h"
@@ -74,6 +75,13 @@ static void get_runs(api_req *a)
         ml_http_send_error(a->req, 400, "%s", err);
         ml_index_query_dispose(&q);
         return;
+    }
+    /* Hosted mode: a team lists its own runs only (admins: all). */
+    const ml_principal *who = ml_http_principal(a->c, a->req);
+    if (who && who->role != ML_ROLE_ADMIN) {
+        if (q.team && strcmp(q.team, who->team) != 0)
+            q.label = "\x01"; /* another team: matches nothing */
+        q.team = who->team;
     }
     ml_run **runs;
     size_t total;
@@ -250,6 +258,8 @@ static void get_diff(api_req *a, const ml_qrun *q)
         return;
     }
     ml_run *br = ml_index_find(&a->c->index, base);
+    if (br && !ml_http_sees(a->c, a->req, br->team))
+        br = NULL; /* another team's run: as if it did not exist */
     const ml_qrun *bq = br ? ml_query_get(&a->c->query, &a->c->store, br) : NULL;
     if (br == NULL)
         ml_http_send_error(a->req, 404, "no run %.200s", base);
@@ -369,6 +379,8 @@ static void route_run(api_req *a, const char *rest)
     char id[ML_RUN_ID_MAX + 1];
     snprintf(id, sizeof(id), "%s/%s", label, stamp);
     ml_run *r = ml_index_find(&a->c->index, id);
+    if (r != NULL && !ml_http_sees(a->c, a->req, r->team))
+        r = NULL; /* hosted: another team's run answers 404 like a missing one */
     if (r == NULL) {
         ml_http_send_error(a->req, 404, "no run %s", id);
         return;

@@ -11,11 +11,17 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "hosted.h"
 #include "log.h"
 #include "mem.h"
+#include "tls.h"
 #include "wire.h"
 
 enum slot_state { SLOT_RECV, SLOT_WORK, SLOT_SEND };
+
+/* Connections over the cap that are still open to carry their refusal (see
+ * on_pipe); beyond this many, a connection over the cap is closed at once. */
+#define REFUSED_PIPES_MAX 16
 
 /* One context: a request in flight. state is written by whoever owns the
  * slot at the time (nng callback in RECV/SEND, loop in WORK), never both. */
@@ -24,8 +30,9 @@ typedef struct slot {
     nng_ctx ctx;
     nng_aio *aio;
     enum slot_state state;
-    nng_msg *msg;      /* the request while queued for the loop */
-    struct slot *next; /* queue link */
+    nng_msg *msg;        /* the request while queued for the loop */
+    struct slot *next;   /* queue link */
+    uint32_t close_pipe; /* nng pipe id to close once the reply is sent; 0: none */
 } slot;
 
 struct ml_ingest {
@@ -41,6 +48,20 @@ struct ml_ingest {
     uv_async_t async;
     pthread_mutex_t mu; /* guards head/tail */
     slot *head, *tail;
+    /* Connection cap (hosted.h limits): pipes counted in nng's pipe
+     * callbacks (nng threads), hence atomic. */
+    uint32_t max_pipes; /* 0: no cap */
+    atomic_uint pipes;
+    /* Pipes over the cap, kept open until their first request is answered
+     * with RESOURCE_EXHAUSTED (guarded by refused_mu; nng threads). */
+    pthread_mutex_t refused_mu;
+    uint32_t refused[REFUSED_PIPES_MAX];
+    /* Queue depths (ml_ingest_get_stats): requests waiting for the loop,
+     * and replies built but not sent yet (waiting for the group commit or
+     * sync before they go to nng). Counted by nng threads and the loop. */
+    atomic_uint queued, queued_max, replying;
+    atomic_ulong refused_total;
+    nng_tls_config *tls; /* tls+tcp listener, or NULL */
 };
 
 int ml_err_from_nng(int rv)
@@ -83,7 +104,75 @@ static void enqueue(ml_ingest *in, slot *s)
         in->head = s;
     in->tail = s;
     pthread_mutex_unlock(&in->mu);
+    unsigned depth = atomic_fetch_add(&in->queued, 1) + 1;
+    unsigned max = atomic_load(&in->queued_max);
+    while (depth > max && !atomic_compare_exchange_weak(&in->queued_max, &max, depth))
+        ;
     uv_async_send(&in->async);
+}
+
+/* Takes pipe id out of the refused set; true when it was there. */
+static bool refused_take(ml_ingest *in, uint32_t id)
+{
+    bool found = false;
+    pthread_mutex_lock(&in->refused_mu);
+    for (int i = 0; i < REFUSED_PIPES_MAX && !found; i++)
+        if (in->refused[i] == id) {
+            in->refused[i] = 0;
+            found = true;
+        }
+    pthread_mutex_unlock(&in->refused_mu);
+    return found;
+}
+
+/* Puts pipe id into the refused set; false when it is full. */
+static bool refused_put(ml_ingest *in, uint32_t id)
+{
+    bool put = false;
+    pthread_mutex_lock(&in->refused_mu);
+    for (int i = 0; i < REFUSED_PIPES_MAX && !put; i++)
+        if (in->refused[i] == 0) {
+            in->refused[i] = id;
+            put = true;
+        }
+    pthread_mutex_unlock(&in->refused_mu);
+    return put;
+}
+
+/* nng thread: the first request on a connection over the cap gets a
+ * RESOURCE_EXHAUSTED reply in place (the loop never sees it); the pipe is
+ * closed once that reply is sent. False when no reply could be built (the
+ * pipe is closed now). */
+static bool refuse_request(ml_ingest *in, slot *s, nng_msg *msg, uint32_t pipe_id)
+{
+    ml_wire_msg w = {0};
+    uint8_t *reply = NULL;
+    size_t reply_len = 0;
+    int rv = ml_wire_unpack(nng_msg_body(msg), nng_msg_len(msg), &w);
+    const char *method = rv == 0 && w.env->method ? w.env->method : "";
+    uint64_t call_id = w.env ? w.env->call_id : 0;
+    char why[160];
+    snprintf(why, sizeof(why), "too many connections: the collector takes at most %u; retry later",
+             in->max_pipes);
+    rv = ml_wire_pack(method, call_id, MICROLOG__V1__STATUS__RESOURCE_EXHAUSTED, why, NULL, NULL,
+                      &reply, &reply_len);
+    if (w.env)
+        ml_wire_msg_free(&w);
+    nng_msg_clear(msg);
+    if (rv != 0 || nng_msg_append(msg, reply, reply_len) != 0) {
+        nng_pipe p = nng_msg_get_pipe(msg);
+        free(reply);
+        nng_msg_free(msg);
+        nng_pipe_close(p);
+        return false;
+    }
+    free(reply);
+    atomic_fetch_add(&in->refused_total, 1);
+    s->close_pipe = pipe_id;
+    s->state = SLOT_SEND;
+    nng_aio_set_msg(s->aio, msg);
+    nng_ctx_send(s->ctx, s->aio);
+    return true;
 }
 
 /* nng thread. Never touches collector state. */
@@ -95,12 +184,25 @@ static void on_aio(void *arg)
     if (s->state == SLOT_SEND) {
         if (rv != 0)
             nng_msg_free(nng_aio_get_msg(s->aio)); /* on failure the msg stays ours */
+        if (s->close_pipe != 0) {
+            nng_pipe p = NNG_PIPE_INITIALIZER;
+            p.id = s->close_pipe;
+            s->close_pipe = 0;
+            nng_pipe_close(p); /* the refusal is on its way (or failed): done */
+        }
         s->state = SLOT_RECV;
     } else if (rv == 0) {
-        s->msg = nng_aio_get_msg(s->aio);
-        s->state = SLOT_WORK;
-        enqueue(in, s);
-        return;
+        nng_msg *msg = nng_aio_get_msg(s->aio);
+        uint32_t pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
+        if (in->max_pipes && refused_take(in, pipe_id)) {
+            if (refuse_request(in, s, msg, pipe_id))
+                return;
+        } else {
+            s->msg = msg;
+            s->state = SLOT_WORK;
+            enqueue(in, s);
+            return;
+        }
     }
     if (atomic_load(&in->closing) || rv == NNG_ECLOSED)
         return;
@@ -137,6 +239,7 @@ static void send_reply(slot *s, bool ok)
 {
     nng_msg *msg = s->msg;
     s->msg = NULL;
+    atomic_fetch_sub(&s->in->replying, 1);
     if (!ok) {
         nng_msg_free(msg);
         s->state = SLOT_RECV;
@@ -168,12 +271,14 @@ static void on_async(uv_async_t *h)
         pthread_mutex_unlock(&in->mu);
         if (s == NULL)
             break;
+        atomic_fetch_sub(&in->queued, 1);
         if (atomic_load(&in->closing)) {
             nng_msg_free(s->msg);
             s->msg = NULL;
             continue;
         }
         if (serve(in, s)) {
+            atomic_fetch_add(&in->replying, 1);
             s->next = NULL;
             *tail = s;
             tail = &s->next;
@@ -203,12 +308,60 @@ static char *bound_url(nng_listener l, const char *url)
     return s;
 }
 
-static int open_socket(ml_ingest *in, const char *url)
+/* nng threads: counts pipes. One over the cap is kept just long enough to
+ * answer its first request with RESOURCE_EXHAUSTED "too many connections"
+ * (on_aio), so that the client can say why; when too many such pipes wait,
+ * the newest is closed at once (the client sees a connection failure). */
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    ml_ingest *in = arg;
+    uint32_t id = (uint32_t)nng_pipe_id(p);
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        unsigned n = atomic_fetch_add(&in->pipes, 1) + 1;
+        if (in->max_pipes && n > in->max_pipes) {
+            bool kept = refused_put(in, id);
+            ml_warn("ingest: %u connections, over the limit of %u: %s", n, in->max_pipes,
+                    kept ? "refusing the newest's first request" : "closing the newest");
+            if (!kept)
+                nng_pipe_close(p); /* REM_POST follows and undoes the count */
+        }
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        atomic_fetch_sub(&in->pipes, 1);
+        if (in->max_pipes)
+            refused_take(in, id); /* closed before it sent anything */
+    }
+}
+
+/* tls+tcp: the certificate of hosted mode on the listener. */
+static int setup_tls(ml_ingest *in, const char *url, const ml_hosted *hosted)
+{
+    if (strncmp(url, "tls+tcp", 7) != 0)
+        return 0;
+    char err[300];
+    if (hosted == NULL || hosted->tls_cert == NULL) {
+        ml_error("ingest: %s needs a certificate (--tls-cert and --tls-key)", url);
+        return NNG_EINVAL;
+    }
+    if (ml_tls_nng_server(hosted->tls_cert, hosted->tls_key, &in->tls, err, sizeof(err)) != 0) {
+        ml_error("ingest: %s", err);
+        return NNG_EINVAL;
+    }
+    return nng_listener_set_ptr(in->listener, NNG_OPT_TLS_CONFIG, in->tls);
+}
+
+static int open_socket(ml_ingest *in, const char *url, const ml_hosted *hosted)
 {
     int rv;
     if ((rv = nng_rep0_open(&in->sock)) != 0)
         return rv;
+    /* The hard cap stays the protocol's: a smaller configured limit is
+     * enforced per request (ingest_rpc.c), so the client gets a clear
+     * RESOURCE_EXHAUSTED instead of a silently dropped connection. */
     if ((rv = nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, ML_WIRE_MAX_MESSAGE)) != 0)
+        return rv;
+    in->max_pipes = hosted ? hosted->limits.max_connections : 0;
+    if ((rv = nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_PRE, on_pipe, in)) != 0 ||
+        (rv = nng_pipe_notify(in->sock, NNG_PIPE_EV_REM_POST, on_pipe, in)) != 0)
         return rv;
     for (int i = 0; i < in->nslots; i++) {
         slot *s = &in->slots[i];
@@ -217,7 +370,8 @@ static int open_socket(ml_ingest *in, const char *url)
             (rv = nng_aio_alloc(&s->aio, on_aio, s)) != 0)
             return rv;
     }
-    if ((rv = nng_listen(in->sock, url, &in->listener, 0)) != 0)
+    if ((rv = nng_listener_create(&in->listener, in->sock, url)) != 0 ||
+        (rv = setup_tls(in, url, hosted)) != 0 || (rv = nng_listener_start(in->listener, 0)) != 0)
         return rv;
     in->url = bound_url(in->listener, url);
     return 0;
@@ -226,6 +380,9 @@ static int open_socket(ml_ingest *in, const char *url)
 static void free_ingest(ml_ingest *in)
 {
     pthread_mutex_destroy(&in->mu);
+    pthread_mutex_destroy(&in->refused_mu);
+    if (in->tls)
+        nng_tls_config_free(in->tls);
     free(in->slots);
     free(in->url);
     free(in);
@@ -250,7 +407,7 @@ static void stop_nng(ml_ingest *in)
 }
 
 int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_handler fn,
-                    void *arg, ml_ingest **out)
+                    void *arg, const struct ml_hosted *hosted, ml_ingest **out)
 {
     ml_ingest *in = ml_xcalloc(1, sizeof(*in));
     in->fn = fn;
@@ -258,14 +415,20 @@ int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_h
     in->nslots = ncontexts > 0 ? ncontexts : ML_INGEST_CONTEXTS;
     in->slots = ml_xcalloc((size_t)in->nslots, sizeof(slot));
     pthread_mutex_init(&in->mu, NULL);
+    pthread_mutex_init(&in->refused_mu, NULL);
     atomic_init(&in->closing, false);
+    atomic_init(&in->queued, 0);
+    atomic_init(&in->queued_max, 0);
+    atomic_init(&in->replying, 0);
+    atomic_init(&in->refused_total, 0);
+    atomic_init(&in->pipes, 0);
     int rv = uv_async_init(loop, &in->async, on_async);
     if (rv != 0) {
         free_ingest(in);
         return rv;
     }
     in->async.data = in;
-    if ((rv = open_socket(in, url)) != 0) {
+    if ((rv = open_socket(in, url, hosted)) != 0) {
         ml_error("ingest: cannot listen on %s: %s", url, nng_strerror(rv));
         stop_nng(in);
         uv_close((uv_handle_t *)&in->async, on_closed);
@@ -282,6 +445,16 @@ int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_h
 const char *ml_ingest_url(const ml_ingest *in)
 {
     return in->url;
+}
+
+void ml_ingest_get_stats(ml_ingest *in, ml_ingest_stats *out)
+{
+    out->queued = atomic_load(&in->queued);
+    out->queued_max = atomic_load(&in->queued_max);
+    out->replying = atomic_load(&in->replying);
+    out->connections = atomic_load(&in->pipes);
+    out->contexts = (unsigned)in->nslots;
+    out->refused_connections = atomic_load(&in->refused_total);
 }
 
 void ml_ingest_close(ml_ingest *in)

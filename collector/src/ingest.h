@@ -28,12 +28,16 @@ typedef void (*ml_ingest_handler)(void *arg, const uint8_t *req, size_t len, uin
 
 typedef struct ml_ingest ml_ingest;
 
+struct ml_hosted;
+
 /* Listens on url (e.g. "tcp://127.0.0.1:0": nng picks a free port) with
  * ncontexts contexts, calling fn(arg, ...) on loop for each request.
+ * hosted (borrowed, may be NULL) supplies the certificate for a
+ * "tls+tcp://" url and the connection cap.
  * Returns 0 with *out set, or a negative errno (translated from nng) with
  * nothing left open. Loop thread. */
 int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_handler fn,
-                    void *arg, ml_ingest **out);
+                    void *arg, const struct ml_hosted *hosted, ml_ingest **out);
 
 /* Group commit (optional): after the loop has handled every queued
  * request, flush(arg) runs before any of their replies is sent, so one
@@ -43,6 +47,20 @@ void ml_ingest_set_flush(ml_ingest *in, int (*flush)(void *arg));
 
 /* The URL clients dial: url with the port nng actually bound. Borrowed. */
 const char *ml_ingest_url(const ml_ingest *in);
+
+/* Queue depths and connections of an ingest socket, for /metrics. */
+typedef struct ml_ingest_stats {
+    unsigned queued;     /* requests received, waiting for the loop */
+    unsigned queued_max; /* the most that ever waited at once */
+    unsigned replying;   /* replies built, waiting for the storage sync (group commit) */
+    unsigned connections;
+    unsigned contexts;                 /* requests that can be in flight at once */
+    unsigned long refused_connections; /* requests answered "too many connections" */
+} ml_ingest_stats;
+
+/* Fills *out with a snapshot (each counter read atomically; together they
+ * may be a moment apart). Any thread. */
+void ml_ingest_get_stats(ml_ingest *in, ml_ingest_stats *out);
 
 /* Stops receiving, closes the socket (waiting for nng callbacks to finish;
  * unanswered requests are dropped) and closes the loop handle; the memory

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "collector.h"
+#include "hosted.h"
 #include "ingest.h"
 #include "json.h"
 #include "live.h"
@@ -60,10 +62,18 @@ static void copy_strv(char ***dst, size_t *n, char **src, size_t count)
     *n = count;
 }
 
-static ml_run *run_from_open(const ml_collector *c, const Microlog__V1__OpenRun *o)
+/* The team a request acts for: the token's in hosted mode, else the
+ * collector's own (standalone). */
+static const char *team_of(const ml_collector *c, const ml_principal *who)
+{
+    return who ? who->team : c->team;
+}
+
+static ml_run *run_from_open(const ml_collector *c, const ml_principal *who,
+                             const Microlog__V1__OpenRun *o)
 {
     ml_run *r = ml_run_new();
-    snprintf(r->team, sizeof(r->team), "%s", c->team);
+    snprintf(r->team, sizeof(r->team), "%s", team_of(c, who));
     snprintf(r->label, sizeof(r->label), "%s", o->label);
     snprintf(r->timestamp, sizeof(r->timestamp), "%s", o->timestamp);
     r->uid = ml_xstrdup(o->run_uid);
@@ -92,15 +102,13 @@ static ml_run *run_from_open(const ml_collector *c, const Microlog__V1__OpenRun 
     return r;
 }
 
-/* Picks the first free stamp (timestamp, timestamp-2, ...) and creates the
- * run's directory. */
+/* Picks the first free stamp among this collector's candidates (runid.h:
+ * timestamp, timestamp-2, ... alone; a residue class of "-N" per collector
+ * over one bucket) and creates the run's directory. */
 static int claim_stamp(ml_collector *c, ml_run *r)
 {
-    for (int n = 1; n < 1000000; n++) {
-        if (n == 1)
-            snprintf(r->stamp, sizeof(r->stamp), "%s", r->timestamp);
-        else
-            snprintf(r->stamp, sizeof(r->stamp), "%s-%d", r->timestamp, n);
+    for (unsigned n = 1;
+         ml_stamp_make(r->stamp, sizeof(r->stamp), r->timestamp, c->collector_id, n) == 0; n++) {
         snprintf(r->id, sizeof(r->id), "%s/%s", r->label, r->stamp);
         if (ml_index_find(&c->index, r->id))
             continue;
@@ -137,14 +145,19 @@ typedef struct replies {
     char *run_id; /* owned; open.run_id or close.run_id point here */
 } replies;
 
-static void open_run(ml_collector *c, const Microlog__V1__OpenRun *o, const uint8_t *payload,
-                     size_t len, rpc_result *res, replies *rp)
+static void open_run(ml_collector *c, const ml_principal *who, const Microlog__V1__OpenRun *o,
+                     const uint8_t *payload, size_t len, rpc_result *res, replies *rp)
 {
     ml_run *r = ml_index_find_uid(&c->index, o->run_uid);
+    if (r != NULL && who != NULL && strcmp(r->team, who->team) != 0) {
+        /* Even an admin opens runs for its own team only. */
+        set_error(res, ST(ALREADY_EXISTS), "run_uid %s belongs to another team", o->run_uid);
+        return;
+    }
     if (r != NULL) {
         r->last_activity = uv_now(c->loop); /* a resend: the same answer */
     } else {
-        r = run_from_open(c, o);
+        r = run_from_open(c, who, o);
         int rv = claim_stamp(c, r);
         if (rv == 0)
             rv = create_run(c, r, payload, len);
@@ -162,8 +175,8 @@ static void open_run(ml_collector *c, const Microlog__V1__OpenRun *o, const uint
     res->reply = &rp->open.base;
 }
 
-static void handle_open(ml_collector *c, const uint8_t *payload, size_t len, rpc_result *res,
-                        replies *rp)
+static void handle_open(ml_collector *c, const ml_principal *who, const uint8_t *payload,
+                        size_t len, rpc_result *res, replies *rp)
 {
     Microlog__V1__OpenRun *o = microlog__v1__open_run__unpack(NULL, len, payload);
     if (o == NULL)
@@ -175,16 +188,18 @@ static void handle_open(ml_collector *c, const uint8_t *payload, size_t len, rpc
     else if (!ml_timestamp_valid(o->timestamp))
         set_error(res, ST(INVALID_ARGUMENT), "bad timestamp (want YYYY_MM_DD_HH_MM_SS)");
     else
-        open_run(c, o, payload, len, res, rp);
+        open_run(c, who, o, payload, len, res, rp);
     if (o)
         microlog__v1__open_run__free_unpacked(o, NULL);
 }
 
 /* The run a Batch or CloseRun names, with its ingest state loaded. */
-static ml_run *find_live(ml_collector *c, const char *uid, rpc_result *res)
+static ml_run *find_live(ml_collector *c, const ml_principal *who, const char *uid, rpc_result *res)
 {
     ml_run *r = uid ? ml_index_find_uid(&c->index, uid) : NULL;
-    if (r == NULL) {
+    /* Another team's run is answered as unknown: a token never learns
+     * about runs it may not write to. */
+    if (r == NULL || (who != NULL && strcmp(r->team, who->team) != 0)) {
         set_error(res, ST(NOT_FOUND), "unknown run_uid %.64s", uid ? uid : "");
         return NULL;
     }
@@ -203,7 +218,16 @@ static void store_batch(ml_collector *c, ml_run *r, const Microlog__V1__Batch *b
 {
     char why[200];
     int rv;
-    if (r->closed && b->seq > r->last_seq) {
+    const ml_limits *lim = c->hosted ? &c->hosted->limits : NULL;
+    if (lim && lim->max_run_bytes && r->live->journal &&
+        ml_journal_size(r->live->journal) + len > lim->max_run_bytes) {
+        /* Permanent for this run (unlike the rate limit, which passes):
+         * the client stops sending it. */
+        set_error(res, ST(OUT_OF_RANGE),
+                  "run %s reached the collector's maximum run size of %llu bytes; the rest of "
+                  "the run is not stored",
+                  r->id, (unsigned long long)lim->max_run_bytes);
+    } else if (r->closed && b->seq > r->last_seq) {
         set_error(res, ST(FAILED_PRECONDITION), "run %s is closed (last seq %llu)", r->id,
                   (unsigned long long)r->last_seq);
     } else if (ml_batch_validate(r->live, b, why, sizeof(why)) != 0) {
@@ -222,15 +246,15 @@ static void store_batch(ml_collector *c, ml_run *r, const Microlog__V1__Batch *b
     }
 }
 
-static void handle_batch(ml_collector *c, const uint8_t *payload, size_t len, rpc_result *res,
-                         replies *rp)
+static void handle_batch(ml_collector *c, const ml_principal *who, const uint8_t *payload,
+                         size_t len, rpc_result *res, replies *rp)
 {
     Microlog__V1__Batch *b = microlog__v1__batch__unpack(NULL, len, payload);
     if (b == NULL) {
         set_error(res, ST(INVALID_ARGUMENT), "malformed Batch");
         return;
     }
-    ml_run *r = find_live(c, b->run_uid, res);
+    ml_run *r = find_live(c, who, b->run_uid, res);
     if (r != NULL) {
         if (b->seq == 0)
             set_error(res, ST(INVALID_ARGUMENT), "batch seq must be at least 1");
@@ -266,29 +290,76 @@ static void close_run(ml_collector *c, ml_run *r, const Microlog__V1__CloseRun *
         ml_live_release(r);
 }
 
-static void handle_close(ml_collector *c, const uint8_t *payload, size_t len, rpc_result *res,
-                         replies *rp)
+static void handle_close(ml_collector *c, const ml_principal *who, const uint8_t *payload,
+                         size_t len, rpc_result *res, replies *rp)
 {
     Microlog__V1__CloseRun *m = microlog__v1__close_run__unpack(NULL, len, payload);
     if (m == NULL) {
         set_error(res, ST(INVALID_ARGUMENT), "malformed CloseRun");
         return;
     }
-    ml_run *r = find_live(c, m->run_uid, res);
+    ml_run *r = find_live(c, who, m->run_uid, res);
     if (r != NULL)
         close_run(c, r, m, payload, len, res, rp);
     microlog__v1__close_run__free_unpacked(m, NULL);
 }
 
-static void dispatch(ml_collector *c, const ml_wire_msg *msg, rpc_result *res, replies *rp)
+/* Hosted mode: the token of the envelope, and the limits that do not need
+ * the run. Returns false with res set when the request is refused; *who is
+ * the principal (NULL in standalone mode). */
+static bool admit(ml_collector *c, const ml_wire_msg *msg, size_t len, const ml_principal **who,
+                  rpc_result *res)
+{
+    ml_hosted *h = c->hosted;
+    *who = NULL;
+    if (h == NULL)
+        return true;
+    if (h->has_tokens) {
+        const char *tok = msg->env->token ? msg->env->token : "";
+        if ((*who = ml_auth_find(&h->auth, tok, strlen(tok))) == NULL) {
+            set_error(res, ST(UNAUTHENTICATED),
+                      tok[0] ? "invalid or revoked token: check MICROLOG_TOKEN"
+                             : "this collector needs a token: set MICROLOG_TOKEN");
+            return false;
+        }
+        if ((*who)->role == ML_ROLE_READ) {
+            set_error(res, ST(PERMISSION_DENIED),
+                      "the token of %s (team %s) is read-only: it cannot send runs", (*who)->user,
+                      (*who)->team);
+            return false;
+        }
+    }
+    if (h->limits.max_message_bytes && len > h->limits.max_message_bytes) {
+        set_error(res, ST(RESOURCE_EXHAUSTED),
+                  "a message of %zu bytes is over the collector's limit of %u bytes", len,
+                  h->limits.max_message_bytes);
+        return false;
+    }
+    uint64_t retry_ms;
+    if (strcmp(msg->env->method, ML_METHOD_BATCH) == 0 &&
+        !ml_rate_take(&h->rate, &h->limits, *who ? (*who)->token : "", len, uv_now(c->loop),
+                      &retry_ms)) {
+        set_error(res, ST(RESOURCE_EXHAUSTED),
+                  "ingest rate limit of %llu bytes/s for this token exceeded; retry in %llu ms",
+                  (unsigned long long)h->limits.rate_bytes, (unsigned long long)retry_ms);
+        return false;
+    }
+    return true;
+}
+
+static void dispatch(ml_collector *c, const ml_wire_msg *msg, size_t len, rpc_result *res,
+                     replies *rp)
 {
     const char *method = msg->env->method;
+    const ml_principal *who;
+    if (!admit(c, msg, len, &who, res))
+        return;
     if (strcmp(method, ML_METHOD_OPEN_RUN) == 0)
-        handle_open(c, msg->payload, msg->payload_len, res, rp);
+        handle_open(c, who, msg->payload, msg->payload_len, res, rp);
     else if (strcmp(method, ML_METHOD_BATCH) == 0)
-        handle_batch(c, msg->payload, msg->payload_len, res, rp);
+        handle_batch(c, who, msg->payload, msg->payload_len, res, rp);
     else if (strcmp(method, ML_METHOD_CLOSE_RUN) == 0)
-        handle_close(c, msg->payload, msg->payload_len, res, rp);
+        handle_close(c, who, msg->payload, msg->payload_len, res, rp);
     else
         set_error(res, ST(UNIMPLEMENTED), "unknown method \"%.100s\"", method);
 }
@@ -331,7 +402,7 @@ void ml_ingest_handle(void *collector, const uint8_t *req, size_t len, uint8_t *
         set_error(&res, rv == -ENOMEM ? ST(RESOURCE_EXHAUSTED) : ST(INVALID_ARGUMENT), "%s",
                   ml_wire_strerror(rv));
     else
-        dispatch(c, &msg, &res, &rp);
+        dispatch(c, &msg, len, &res, &rp);
     if (res.status != ST(OK))
         ml_warn("ingest: %.100s call %llu refused (status %d): %s", method[0] ? method : "?",
                 (unsigned long long)call_id, res.status, res.error);

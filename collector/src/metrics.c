@@ -8,8 +8,11 @@
 #include <sys/stat.h>
 
 #include "http_internal.h"
+#include "ingest.h"
 #include "json.h"
 #include "mem.h"
+#include "s3.h"
+#include "s3_sync.h"
 
 static const double bounds[ML_HTTP_LATENCY_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                        0.1,   0.25,   0.5,   1.0,  2.5};
@@ -43,11 +46,7 @@ int ml_http_metrics_on_req(h2o_handler_t *self, h2o_req_t *req)
         logs += r->logs;
         batches += r->batches;
         dropped += r->dropped_samples;
-        char *path = ml_store_run_path(&c->store, r, ML_RUN_JOURNAL_FILE);
-        struct stat st;
-        if (stat(path, &st) == 0)
-            bytes += (uint64_t)st.st_size;
-        free(path);
+        bytes += ml_store_run_bytes(&c->store, r);
     }
     free(runs);
     ml_sbuf b = {0};
@@ -59,12 +58,49 @@ int ml_http_metrics_on_req(h2o_handler_t *self, h2o_req_t *req)
     metric(&b, "microlog_ingested_batches_total", "counter", "Batches stored.", (double)batches);
     metric(&b, "microlog_dropped_samples_total", "counter", "Samples the clients reported as lost.",
            (double)dropped);
-    metric(&b, "microlog_bytes_stored", "gauge", "Bytes of run journals on local disk.",
+    metric(&b, "microlog_bytes_stored", "gauge",
+           "Bytes of runs on local disk (recordings, and journals of unfinished runs).",
            (double)bytes);
     metric(&b, "microlog_live_streams", "gauge", "Open live (SSE) streams.",
            (double)ml_http_live_count(h));
     metric(&b, "microlog_query_cache_runs", "gauge", "Run models held in memory.",
            (double)c->query.models.len);
+    if (c->ingest) {
+        ml_ingest_stats is;
+        ml_ingest_get_stats(c->ingest, &is);
+        metric(&b, "microlog_ingest_queue_depth", "gauge",
+               "Ingest requests received and waiting for the collector's loop.", (double)is.queued);
+        metric(&b, "microlog_ingest_queue_depth_max", "gauge",
+               "The most ingest requests that ever waited for the loop at once.",
+               (double)is.queued_max);
+        metric(&b, "microlog_ingest_replies_pending", "gauge",
+               "Ingest replies built and waiting for the storage sync (group commit) before "
+               "they are sent.",
+               (double)is.replying);
+        metric(&b, "microlog_ingest_contexts", "gauge",
+               "Ingest requests that can be in flight at once.", (double)is.contexts);
+        metric(&b, "microlog_ingest_connections", "gauge", "Open client connections to ingest.",
+               (double)is.connections);
+        metric(&b, "microlog_ingest_refused_connections_total", "counter",
+               "Requests answered \"too many connections\" (over --max-connections).",
+               (double)is.refused_connections);
+    }
+    if (c->s3) {
+        const ml_s3_stats *st = ml_s3_get_stats(c->s3);
+        metric(&b, "microlog_s3_requests_total", "counter", "S3 requests sent.",
+               (double)st->requests);
+        metric(&b, "microlog_s3_retries_total", "counter", "S3 requests retried.",
+               (double)st->retries);
+        metric(&b, "microlog_s3_errors_total", "counter", "S3 requests that failed for good.",
+               (double)st->failures);
+        metric(&b, "microlog_s3_bytes_uploaded_total", "counter", "Bytes sent to S3.",
+               (double)st->bytes_up);
+        metric(&b, "microlog_s3_bytes_downloaded_total", "counter", "Bytes read from S3.",
+               (double)st->bytes_down);
+        metric(&b, "microlog_s3_pending_deletes", "gauge",
+               "S3 object deletes not yet done (retried, also after a restart).",
+               (double)ml_s3sync_pending_deletes(c));
+    }
     size_t index_bytes, query_bytes = ml_query_bytes(&c->query, &index_bytes);
     metric(&b, "microlog_query_memory_bytes", "gauge",
            "Bytes of the runs held in memory for queries (models and call indexes).",

@@ -1,6 +1,6 @@
 """Runs the benchmarks in this folder: every bench_*.py, or those named.
 
-    make bench                                   # all of them
+    make bench                                   # all of them but the hour-long soak
     .venv/bin/python tests/bench/run_all.py sampler transport   # a selection
 
 Each benchmark prints its own table (side-by-side comparisons, medians and
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+LONG = {"soak"}
 ROOT = HERE.parents[1]
 
 
@@ -25,6 +26,11 @@ def main(argv: list[str]) -> int:
     benches = sorted(HERE.glob("bench_*.py"))
     if wanted:
         benches = [b for b in benches if b.stem.removeprefix("bench_") in wanted]
+    else:
+        # The soak runs for an hour by default: only when asked by name.
+        for b in [b for b in benches if b.stem.removeprefix("bench_") in LONG]:
+            print(f"skipping {b.stem} (long; run it by name: make bench BENCH={b.stem[6:]})")
+            benches.remove(b)
     out = ROOT / "build" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

@@ -35,13 +35,13 @@ class Drive:
     """One ml_drive process recording `samples` samples at `rate` Hz."""
 
     def __init__(self, tmp: Path, server: str, samples: int, rate: float, *extra: str,
-                 spool: Path | None = None, exit_code: int = 7):
+                 spool: Path | None = None, exit_code: int = 7, env: dict | None = None):
         self.counts = tmp / f"counts-{time.monotonic_ns()}.jsonl"
         self.spool = spool or tmp / "spool"
         self.samples = samples
         self.exit_code = exit_code
         env = dict(os.environ, MICROLOG_DEBUG_COUNTS=str(self.counts),
-                   MICROLOG_SPOOL_DIR=str(self.spool), MICROLOG_AUTOSTART="0")
+                   MICROLOG_SPOOL_DIR=str(self.spool), MICROLOG_AUTOSTART="0", **(env or {}))
         self.proc = subprocess.Popen(
             [ML_DRIVE, "--server", server, "--samples", str(samples), "--rate", str(rate),
              "--log-every", "10", "--status-every", "25", "--exit", str(exit_code), *extra],
@@ -76,8 +76,27 @@ def assert_stored_once(c: Collector, counts: dict) -> None:
     events = log["events"] if isinstance(log, dict) else log
     messages = [e["message"] for e in events if e.get("message", "").startswith("log ")]
     assert sorted(messages) == sorted(f"log {i}" for i in range(0, counts["samples"], 10))
-    status = c.get(c.run_path(run_id, "status") + "?width=20000")
-    assert len(status["series"]["time"]) == counts["statuses"], status["series"]["time"][:5]
+    times = stored_status_times(c, run_id)
+    assert len(times) == counts["statuses"], times[:5]
+    assert len(set(times)) == len(times), "a status tick is stored twice"
+
+
+def stored_status_times(c: Collector, run_id: str) -> list[float]:
+    """Every stored status tick's time. The status endpoint buckets a
+    window into at most 20000 points, so two ticks closer than
+    window/20000 share a point (a loaded machine bunches ticks when the
+    program catches up). Windows of 20 ms make a bucket at most 1 us, the
+    resolution of a tick's time: each stored tick is one point. The last
+    window is open-ended so that no tick, however late, is left out."""
+    step = 0.02
+    meta = c.get(c.run_path(run_id))
+    last = int(meta.get("duration", 0) / step) + 1
+    times: list[float] = []
+    for k in range(last + 1):
+        start, end = k * step, ((k + 1) * step if k < last else 1e8)
+        got = c.get(c.run_path(run_id, "status") + f"?width=20000&start={start:.6f}&end={end:.6f}")
+        times += got["series"]["time"]
+    return times
 
 
 def test_collector_started_later(tmp_path: Path) -> None:
@@ -107,6 +126,31 @@ def test_collector_killed_and_restarted(tmp_path: Path) -> None:
     try:
         counts = drive.finish()
         assert counts["delivered"], (counts, drive.stderr)
+        assert_stored_once(c, counts)
+    finally:
+        assert c.stop() == 0
+
+
+def test_collector_back_on_another_ingest_port(tmp_path: Path) -> None:
+    """The collector is killed and comes back with the same HTTP address
+    but a new ingest port: the client looks the ingest address up again
+    after its requests keep failing with no connection, and delivers the
+    whole run live (nothing spooled)."""
+    http = free_port()
+    old_ingest, new_ingest = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    c = start_collector(tmp_path / "data", "--http", f"127.0.0.1:{http}", "--ingest", old_ingest)
+    assert c.ingest == old_ingest
+    drive = Drive(tmp_path, f"http://127.0.0.1:{http}", 3000, 500, "--close-timeout", "20000")
+    time.sleep(1.0)
+    c.proc.send_signal(signal.SIGKILL)
+    c.proc.wait()
+    time.sleep(0.5)
+    c = start_collector(tmp_path / "data", "--http", f"127.0.0.1:{http}", "--ingest", new_ingest)
+    try:
+        assert c.ingest == new_ingest
+        counts = drive.finish()
+        assert counts["delivered"] and not counts["spooled"], (counts, drive.stderr)
+        assert drive.stderr == ""
         assert_stored_once(c, counts)
     finally:
         assert c.stop() == 0

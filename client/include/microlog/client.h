@@ -46,10 +46,12 @@ typedef struct ml_client_config {
     bool spool_only;             /* never touch the network: every batch goes to the spool
                                     (a forked child, where nng cannot be used) */
     const char *spool_dir;       /* NULL: MICROLOG_SPOOL_DIR, else ~/.microlog/spool */
+    const char *ca_file;         /* PEM CAs that verify an https:// server and a tls+tcp://
+                                    ingest (MICROLOG_CA_FILE); NULL: the system's CAs */
 } ml_client_config;
 
-/* Fills cfg with defaults, then applies MICROLOG_SERVER, MICROLOG_INGEST and
- * MICROLOG_TOKEN from the environment. The strings point into the environment. */
+/* Fills cfg with defaults, then applies MICROLOG_SERVER, MICROLOG_INGEST,
+ * MICROLOG_TOKEN and MICROLOG_CA_FILE from the environment. The strings point into the environment. */
 void ml_client_config_init(ml_client_config *cfg);
 
 /* Describes the run. All strings are copied by ml_client_new(); NULL means empty. */

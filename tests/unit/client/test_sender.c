@@ -44,8 +44,11 @@ typedef struct collector {
     pthread_t thread;
     atomic_bool stop;
     /* behaviour */
-    int ignore_batches;  /* do not answer this many Batch requests (they are stored) */
-    int32_t open_status; /* answer OpenRun with this status */
+    int ignore_batches;   /* do not answer this many Batch requests (they are stored) */
+    int32_t open_status;  /* answer OpenRun with this status */
+    uint64_t refuse_from; /* answer batches from this seq on OUT_OF_RANGE (0: never) */
+    int refusals;         /* batches answered OUT_OF_RANGE */
+    bool refuse_now;      /* the batch being answered is refused */
     bool never_reply;
     /* what arrived (read after the thread stopped) */
     int opens, closes, dups, violations;
@@ -155,7 +158,10 @@ static bool on_batch(collector *k, const ml_wire_msg *w, Microlog__V1__BatchRepl
         violation(k, "undecodable batch");
         return true;
     }
-    if (b->seq <= k->last_seq) {
+    k->refuse_now = k->refuse_from && b->seq >= k->refuse_from;
+    if (k->refuse_now) {
+        k->refusals++; /* over the "maximum run size": not stored */
+    } else if (b->seq <= k->last_seq) {
         k->dups++; /* a retry of a batch we stored: drop it, acknowledge again */
     } else if (b->seq != k->last_seq + 1) {
         violation(k, "seq %llu after %llu", (unsigned long long)b->seq,
@@ -233,6 +239,8 @@ static void serve_one(collector *k, const uint8_t *buf, size_t len)
     } else if (strcmp(e->method, ML_METHOD_BATCH) == 0) {
         answer = on_batch(k, &w, &batch) && answer;
         reply = &batch.base;
+        if (k->refuse_now)
+            status = MICROLOG__V1__STATUS__OUT_OF_RANGE;
     } else if (strcmp(e->method, ML_METHOD_CLOSE_RUN) == 0) {
         on_close(k, &w, &close);
         close.run_id = "closed-id-ignored";
@@ -242,7 +250,10 @@ static void serve_one(collector *k, const uint8_t *buf, size_t len)
     }
     uint8_t *out;
     size_t out_len;
-    if (answer && ml_wire_pack(e->method, e->call_id, status, status ? "bad token" : NULL, NULL,
+    const char *why = status == MICROLOG__V1__STATUS__OUT_OF_RANGE
+                          ? "run x reached the collector's maximum run size"
+                          : "bad token";
+    if (answer && ml_wire_pack(e->method, e->call_id, status, status ? why : NULL, NULL,
                                status ? NULL : reply, &out, &out_len) == 0) {
         nng_send(k->sock, out, out_len, 0);
         free(out);
@@ -589,6 +600,50 @@ static void test_rejected_run(void **state)
     collector_free(k);
 }
 
+/* A run over the collector's maximum run size (OUT_OF_RANGE) is refused for
+ * good: the refused batch is not retried, later batches are not sent (their
+ * samples are counted as dropped), nothing is spooled, CloseRun still closes
+ * the run, and the reason is told in one line. */
+static void test_run_over_maximum_size(void **state)
+{
+    collector *k = collector_start(0);
+    k->refuse_from = 2;
+    collector_run(k);
+    ml_client_config cfg = test_config(k->url);
+    cfg.quiet = false;
+    ml_client *c;
+    assert_int_equal(ml_client_new(&cfg, NULL, &c), 0);
+    uint32_t th = ml_client_thread(c, 1, 1, "MainThread");
+    uint32_t st = make_stack(c, "big", 2);
+    for (int i = 0; i < 600; i++) {
+        assert_int_equal(ml_client_sample(c, th, i, st, 0), 0);
+        if (i % 100 == 99)
+            usleep(120000); /* a few flush intervals: several batches */
+    }
+    capture cap;
+    capture_start(&cap);
+    ml_client_result res;
+    int rv = ml_client_close(c, 0, 5000, &res);
+    char *err = capture_end(&cap);
+    collector_stop(k);
+    if (k->violations)
+        fail_msg("%s", k->violation);
+    assert_int_equal(rv, -EFBIG);
+    assert_int_equal(k->refusals, 1); /* not retried, nothing sent after it */
+    assert_int_equal(k->closes, 1);
+    assert_false(res.delivered);
+    assert_false(res.spooled);
+    assert_true(k->nsamples > 0 && k->nsamples < 600);
+    assert_int_equal(res.dropped_samples, 600 - k->nsamples);
+    assert_int_equal(k->close_dropped_samples, 600 - k->nsamples);
+    assert_int_equal(count_lines(err), 1);
+    assert_non_null(strstr(err, "stored only the start of this run (run x reached the "
+                                "collector's maximum run size)"));
+    free(err);
+    ml_client_free(c);
+    collector_free(k);
+}
+
 /* The token travels in every envelope; renames and thread ends re-send the
  * ThreadDef under the same id. */
 static void test_token_and_thread_changes(void **state)
@@ -896,6 +951,7 @@ int main(void)
         cmocka_unit_test_setup(test_unanswered_batch_is_retried, fresh_spool),
         cmocka_unit_test_setup(test_collector_starting_late, fresh_spool),
         cmocka_unit_test_setup(test_rejected_run, fresh_spool),
+        cmocka_unit_test_setup(test_run_over_maximum_size, fresh_spool),
         cmocka_unit_test_setup(test_token_and_thread_changes, fresh_spool),
         cmocka_unit_test_setup(test_hung_collector, fresh_spool),
         cmocka_unit_test_setup(test_concurrent_recording, fresh_spool),
