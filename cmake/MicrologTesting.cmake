@@ -4,6 +4,16 @@
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
 
+# In the address-sanitizer build the extension is instrumented but the
+# interpreter is not, so the ASan runtime must be preloaded into Python
+# (ML_ASAN_RUNTIME). CPython's own allocations are not ours to leak-check.
+if(ML_SANITIZE STREQUAL "address")
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+                  OUTPUT_VARIABLE ML_ASAN_RUNTIME OUTPUT_STRIP_TRAILING_WHITESPACE)
+  set(ML_SANITIZER_TEST_ENV "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0"
+      "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+endif()
+
 # ml_add_c_test(NAME SOURCES... LIBS ...): one cmocka executable per unit.
 function(ml_add_c_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
@@ -27,13 +37,7 @@ function(ml_add_pytest name dir)
       "ML_SANITIZE=${ML_SANITIZE}" "MICROLOG_AUTOSTART=0"
       "MICROLOG_SPOOL_DIR=${PROJECT_BINARY_DIR}/test-spool/${name}")
   if(ML_SANITIZE STREQUAL "address")
-    # The extension is instrumented; the interpreter is not, so the ASan
-    # runtime must be loaded first. CPython's own allocations are not ours
-    # to leak-check.
-    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
-                    OUTPUT_VARIABLE asan_lib OUTPUT_STRIP_TRAILING_WHITESPACE)
-    list(APPEND env "LD_PRELOAD=${asan_lib}" "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0"
-         "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+    list(APPEND env "LD_PRELOAD=${ML_ASAN_RUNTIME}" ${ML_SANITIZER_TEST_ENV})
   endif()
   add_test(NAME py/${name}
            COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${dir})

@@ -54,14 +54,6 @@ static void storage_error(rpc_result *res, const char *what, int err)
               "%s: %s", what, strerror(-err));
 }
 
-static void copy_strv(char ***dst, size_t *n, char **src, size_t count)
-{
-    *dst = ml_xcalloc(count + 1, sizeof(char *));
-    for (size_t i = 0; i < count; i++)
-        (*dst)[i] = ml_xstrdup(src[i]);
-    *n = count;
-}
-
 /* The team a request acts for: the token's in hosted mode, else the
  * collector's own (standalone). */
 static const char *team_of(const ml_collector *c, const ml_principal *who)
@@ -72,32 +64,7 @@ static const char *team_of(const ml_collector *c, const ml_principal *who)
 static ml_run *run_from_open(const ml_collector *c, const ml_principal *who,
                              const Microlog__V1__OpenRun *o)
 {
-    ml_run *r = ml_run_new();
-    snprintf(r->team, sizeof(r->team), "%s", team_of(c, who));
-    snprintf(r->label, sizeof(r->label), "%s", o->label);
-    snprintf(r->timestamp, sizeof(r->timestamp), "%s", o->timestamp);
-    r->uid = ml_xstrdup(o->run_uid);
-    r->host = ml_xstrdup(o->host);
-    r->user = ml_xstrdup(o->user);
-    r->executable = ml_xstrdup(o->executable);
-    r->python_version = ml_xstrdup(o->python_version);
-    r->parent_id = ml_xstrdup(o->parent_id);
-    r->client_version = ml_xstrdup(o->client_version);
-    copy_strv(&r->argv, &r->argc, o->argv, o->n_argv);
-    r->env = json_object();
-    for (size_t i = 0; i < o->n_env; i++) {
-        /* Keys too may be invalid UTF-8, which jansson refuses as keys. */
-        json_t *key = ml_json_str(o->env[i]->key);
-        if (json_string_length(key) > 0)
-            json_object_set_new(r->env, json_string_value(key), ml_json_str(o->env[i]->value));
-        json_decref(key);
-    }
-    r->pid = o->pid;
-    r->start_unix_us = o->start_unix_us;
-    r->sample_period = o->sample_period;
-    r->status_period = o->status_period;
-    r->memory_period = o->memory_period;
-    r->status = ML_RUN_LIVE;
+    ml_run *r = ml_run_from_open(team_of(c, who), o);
     r->last_activity = uv_now(c->loop);
     return r;
 }

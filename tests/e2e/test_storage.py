@@ -22,8 +22,12 @@ SAMPLES_PER_BATCH = 1000
 
 @pytest.fixture(scope="module")
 def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    exe = tmp_path_factory.mktemp("loadgen") / "loadgen_storage"
     build = Path(os.environ.get("ML_BUILD_DIR", BUILD_DIR))
+    # Built by CMake with the build's own flags (sanitizers included).
+    built = build / "tests" / "loadgen_storage"
+    if built.exists():
+        return built
+    exe = tmp_path_factory.mktemp("loadgen") / "loadgen_storage"
     subprocess.run(["cc", "-O1", "-o", str(exe), str(SOURCE_DIR / "tests/bench/loadgen_storage.c"),
                     "-I", str(build / "proto/gen"), "-I", str(SOURCE_DIR / "proto"),
                     str(build / "proto/libml_proto.a"), "-lnng", "-lprotobuf-c", "-llz4",

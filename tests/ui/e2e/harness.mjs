@@ -14,6 +14,16 @@ export const FRONTEND = join(ROOT, "frontend");
 export const ARTIFACTS = join(ROOT, "tests", "artifacts");
 export const MICROLOGD = process.env.MICROLOGD || join(ROOT, "build", "collector", "micrologd");
 export const PYTHON = process.env.ML_PYTHON || join(ROOT, ".venv", "bin", "python");
+
+/** The environment of a profiled Python child: in the sanitizer build the
+ * extension is instrumented but the interpreter is not, so the ASan runtime
+ * is preloaded into Python only (ML_PYTHON_PRELOAD), never into node or
+ * Chromium. */
+export function pythonEnv(extra = {}) {
+  const env = { ...process.env, ...extra };
+  if (process.env.ML_PYTHON_PRELOAD) env.LD_PRELOAD = process.env.ML_PYTHON_PRELOAD;
+  return env;
+}
 export const CHROMIUM = process.env.ML_CHROMIUM || "/usr/bin/chromium";
 
 // playwright-core lives in frontend/node_modules (a devDependency there).
@@ -64,7 +74,7 @@ export async function startCollector() {
 /** Records script under label with the real client; returns the run id from the printed box. */
 export function record(server, label, script, env = {}) {
   const r = spawnSync(PYTHON, ["-m", "microlog", label, script], {
-    env: { ...process.env, MICROLOG_SERVER: server, TRACER_SAMPLE_DELAY: "0.005", ...env },
+    env: pythonEnv({ MICROLOG_SERVER: server, TRACER_SAMPLE_DELAY: "0.005", ...env }),
     encoding: "utf8", timeout: 120000,
   });
   if (r.status !== 0) throw new Error(`profiled run failed (${r.status}): ${r.stderr}`);

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import {
-  artifact, get, launchBrowser, PYTHON, record, ROOT, runPath, startCollector, waitComplete,
+  artifact, get, launchBrowser, PYTHON, pythonEnv, record, ROOT, runPath, startCollector, waitComplete,
 } from "./harness.mjs";
 
 const WORKLOAD = join(ROOT, "tests", "ui", "e2e", "workload.py");
@@ -269,7 +269,7 @@ describe("web UI in Chromium", () => {
   test("a run that is still recording updates live", async (t) => {
     if (skipUnless(t, await serves("live"), "live")) return;
     const proc = spawn(PYTHON, ["-m", "microlog", "ui-test-live", join(ROOT, "tests/ui/e2e/live_workload.py")], {
-      env: { ...process.env, MICROLOG_SERVER: collector.http, TRACER_SAMPLE_DELAY: "0.005" }, stdio: "ignore",
+      env: pythonEnv({ MICROLOG_SERVER: collector.http, TRACER_SAMPLE_DELAY: "0.005" }), stdio: "ignore",
     });
     const exited = new Promise((r) => proc.once("exit", r));
     try {
