@@ -5,6 +5,10 @@ logging is recorded once, and the box names the delivered run."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -171,3 +175,34 @@ def test_library_api_run_is_delivered(collector: Collector, runner):
     assert "┃ Microlog: " + collector.url + "/#pytest-enabled/" in result.stderr.decode()
     runs = [r for r in collector.get("/api/v1/runs") if r["label"] == "pytest-enabled"]
     assert len(runs) == 1 and runs[0]["samples"] >= 10
+
+
+def test_sigterm_delivers_the_run_then_dies_of_sigterm(collector: Collector, runner):
+    """SIGTERM with its default action: the run is flushed and stored, and the
+    process still ends the way it would have without Microlog (killed by
+    SIGTERM), with its output unchanged."""
+    script = runner.script(
+        """
+        import sys, time
+        def waiting():
+            print("waiting", flush=True)
+            time.sleep(30)
+        waiting()
+        """
+    )
+    env = child_env(server=collector.url, TRACER_SAMPLE_DELAY="0.01")
+    proc = subprocess.Popen([sys.executable, "-m", "microlog", "pytest-sigterm", str(script)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"waiting\n"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == -signal.SIGTERM, err.decode()
+    assert out == b""
+    runs = [r for r in collector.get("/api/v1/runs") if r["label"] == "pytest-sigterm"]
+    assert len(runs) == 1, err.decode()
+    run = runs[0]
+    assert run["status"] == "complete" and run["samples"] >= 10, run
+    events = collector.get(collector.run_path(run["id"], "log"))["events"]
+    assert any(e["message"] == "waiting" for e in events)
