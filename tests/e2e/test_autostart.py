@@ -57,7 +57,7 @@ def test_client_starts_a_standalone_collector(tmp_path: Path) -> None:
         result = run_python(["-m", "microlog", "e2e-autostart", str(script)], env=env)
         assert result.returncode == 0, result.stderr
         assert result.stdout == "autostarted\n"
-        assert wait_for(lambda: healthy(server), timeout=10), result.stderr
+        assert wait_for(lambda: healthy(server), timeout=30), result.stderr
         # Delivered live, or spooled and imported by the collector it started:
         # either way the run appears, once.
         def listed():
