@@ -38,8 +38,9 @@ ui:
 demo: build
 	@bash examples/demo.sh
 
+# The bracket keeps pkill from matching the shell that runs it.
 stop-demo:
-	@pkill -f 'build/collector/micrologd --standalone' || true
+	@pkill -f '[b]uild/collector/micrologd --standalone' || true
 
 test: build
 	@bash deploy/install-deps.sh --test
