@@ -561,33 +561,6 @@ int ml__fastwalk_learn(ml__fastwalk *w, ml__codemap *m, ml_client *c, const ml__
     return -ENOTSUP;
 }
 
-/* For a learnt thread whose frames are in its root chunk: its leaf frame
- * and a copy of the chunk's used part, with plain loads (see "Reading
- * without a system call"). HEAD_LOCK held. */
-static void snap_copy(ml__fastwalk *w, PyThreadState *ts, tsnap *t, size_t *used)
-{
-    int64_t t0 = ml__mono_ns();
-    const struct thread_info *ti = thread_find(w, ts->id, (uintptr_t)ts);
-    if (ti == NULL || ti->root == 0 || t->chunk != ti->root || t->cframe == 0)
-        return;
-    bool own = t->cframe == (uintptr_t)&ts->root_cframe;
-    if (!own && (t->cframe < ti->stack_lo || t->cframe + sizeof(_PyCFrame) > ti->stack_hi ||
-                 (t->cframe & (sizeof(void *) - 1)) != 0))
-        return;
-    uintptr_t lo = ti->root + offsetof(_PyStackChunk, data), hi = t->top;
-    size_t size = ((const _PyStackChunk *)ti->root)->size; /* set once at allocation */
-    if (hi < lo || hi > ti->root + size || hi - lo > sizeof(w->chunk) - *used)
-        return;
-    t->cur = (uintptr_t)((const volatile _PyCFrame *)t->cframe)->current_frame;
-    memcpy(w->chunk + *used, (const void *)lo, hi - lo);
-    t->lo = lo;
-    t->hi = hi;
-    t->off = *used;
-    *used += (hi - lo + 15) & ~(size_t)15;
-    t->has_cur = true;
-    t->copy_ns = ml__mono_ns() - t0;
-}
-
 int ml__fastwalk_learn_thread(ml__fastwalk *w, PyThreadState *ts)
 {
     (void)w, (void)ts;
