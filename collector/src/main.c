@@ -179,6 +179,18 @@ static int parse_hosted_option(int ch, options *o)
 }
 
 /* "1".."99" into *id. Returns 0 or -EINVAL. */
+/* Seconds in (min, 86400] (or [min, 86400] when min_included) as
+ * milliseconds, rounded; *ms is written only on success. */
+static int parse_seconds_ms(const char *s, double min, bool min_included, uint32_t *ms)
+{
+    char *end;
+    double secs = strtod(s, &end);
+    if (end == s || *end != '\0' || !(min_included ? secs >= min : secs > min) || !(secs <= 86400))
+        return -EINVAL;
+    *ms = (uint32_t)(secs * 1000 + 0.5);
+    return 0;
+}
+
 static int parse_collector_id(const char *s, unsigned *id)
 {
     char *end;
@@ -266,15 +278,11 @@ static int parse_args(int argc, char **argv, options *o)
         case O_REMOTE:
             o->cfg.allow_remote = true;
             break;
-        case O_LIVE_TIMEOUT: {
-            char *end;
-            double secs = strtod(optarg, &end);
-            if (*end != '\0' || !(secs > 0 && secs <= 86400))
+        case O_LIVE_TIMEOUT:
+            if (parse_seconds_ms(optarg, 0, false, &o->cfg.live_timeout_ms) != 0)
                 return usage_error("--live-timeout wants seconds in (0, 86400], not \"%s\"",
                                    optarg);
-            o->cfg.live_timeout_ms = (uint32_t)(secs * 1000 + 0.5);
             break;
-        }
         case O_RETAIN_DAYS: {
             char *end;
             unsigned long days = strtoul(optarg, &end, 10);
@@ -288,15 +296,11 @@ static int parse_args(int argc, char **argv, options *o)
                 return usage_error("--retain-bytes wants a byte count (K, M, G), not \"%s\"",
                                    optarg);
             break;
-        case O_S3_LIST: {
-            char *end;
-            double secs = strtod(optarg, &end);
-            if (*end != '\0' || !(secs >= 0.1 && secs <= 86400))
+        case O_S3_LIST:
+            if (parse_seconds_ms(optarg, 0.1, true, &o->cfg.s3_list_ms) != 0)
                 return usage_error("--s3-list-interval wants seconds in [0.1, 86400], not \"%s\"",
                                    optarg);
-            o->cfg.s3_list_ms = (uint32_t)(secs * 1000 + 0.5);
             break;
-        }
         case O_COLLECTOR_ID:
             if (parse_collector_id(optarg, &o->cfg.collector_id) != 0)
                 return usage_error("--collector-id wants a number in 1..99, not \"%s\"", optarg);
