@@ -23,8 +23,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "internal.h"
 
 extern char **environ;
@@ -34,24 +32,12 @@ static atomic_bool tried;
 /* host:port of server when it is an http URL of this machine. */
 static bool local_http(const char *server, char *hostport, size_t len)
 {
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL;
-    bool ok = false;
-    if (u == NULL)
-        return false;
-    if (curl_url_set(u, CURLUPART_URL, server, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
-        strcmp(scheme, "http") == 0 &&
-        (strcmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0)) {
-        ok = snprintf(hostport, len, "127.0.0.1:%s", port) < (int)len;
-    }
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-    return ok;
+    uint16_t port;
+    const char *path;
+    size_t path_len;
+    bool localhost;
+    return ml__loopback_url(server, &port, &path, &path_len, &localhost) &&
+           snprintf(hostport, len, "127.0.0.1:%u", (unsigned)port) < (int)len;
 }
 
 static bool executable(const char *path)

@@ -12,17 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
+#include "curl_dl.h"
 #include "internal.h"
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static int global_rv;
-
-static void global_init(void)
-{
-    global_rv = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -ENOMEM;
-}
 
 static const char *env_nonempty(const char *name)
 {
@@ -140,9 +131,7 @@ int ml_client_new(const ml_client_config *cfg, const ml_run_info *run, ml_client
     if (cfg->flush_interval_ms == 0 || cfg->batch_max_bytes == 0 || cfg->buffer_max_bytes == 0 ||
         cfg->connect_timeout_ms == 0)
         return -EINVAL;
-    pthread_once(&global_once, global_init);
-    if (global_rv != 0)
-        return global_rv;
+    ml__curl_prepare();
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return -ENOMEM;
     ml__intern_init(&c->in);

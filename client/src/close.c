@@ -119,6 +119,8 @@ static void warn(ml_client *c, const ml_client_result *r)
         if (c->snd.offline)
             snprintf(why, sizeof(why), "this process does not use the network (%s)",
                      c->no_transport ? c->no_transport : "spool only");
+        else if (c->snd.failed && c->conn_err == -ELIBACC) /* no libcurl for discovery */
+            snprintf(why, sizeof(why), "cannot ask %s for its ingest address (%s)", where, reason);
         else if (c->snd.failed)
             snprintf(why, sizeof(why), "the collector at %s refused this run (%s)", where, reason);
         else if (!r->collector_reached)

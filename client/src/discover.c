@@ -5,16 +5,18 @@
  *
  * Runs on the sender thread. The easy handle is driven through a multi
  * handle in short polls so that ml_client_close can cut a hung request short
- * (should_stop) instead of waiting out the whole timeout.
+ * (should_stop) instead of waiting out the whole timeout. libcurl is loaded
+ * here, at the first discovery (curl_dl.c), not when the library is loaded.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
+#include "curl_dl.h"
 #include "internal.h"
 
 #define BODY_MAX (64u << 10)
@@ -42,17 +44,18 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 }
 
 /* Checks server and builds "<server>/api/v1/ingest" into *url (malloc'd). */
-static int ingest_url(const char *server, char **url, char *err, size_t errlen)
+static int ingest_url(const ml__curl_api *cu, const char *server, char **url, char *err,
+                      size_t errlen)
 {
-    CURLU *u = curl_url();
+    CURLU *u = cu->url();
     char *scheme = NULL, *host = NULL;
     int rv = -EINVAL;
 
     if (u == NULL)
         return -ENOMEM;
-    if (curl_url_set(u, CURLUPART_URL, server, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+    if (cu->url_set(u, CURLUPART_URL, server, 0) != CURLUE_OK ||
+        cu->url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        cu->url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
         (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
         snprintf(err, errlen,
                  "malformed server URL '%s': expected http://HOST:PORT or https://HOST", server);
@@ -69,9 +72,9 @@ static int ingest_url(const char *server, char **url, char *err, size_t errlen)
     strcpy(*url + len, "/api/v1/ingest");
     rv = 0;
 done:
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
+    cu->free(scheme);
+    cu->free(host);
+    cu->url_cleanup(u);
     return rv;
 }
 
@@ -101,51 +104,52 @@ static int parse_answer(const body *b, char **ingest, char *err, size_t errlen, 
     return rv;
 }
 
-static CURL *easy_new(const char *url, const char *token, const char *ca_file, uint32_t timeout_ms,
-                      body *b, char *errbuf, struct curl_slist **headers)
+static CURL *easy_new(const ml__curl_api *cu, const char *url, const char *token,
+                      const char *ca_file, uint32_t timeout_ms, body *b, char *errbuf,
+                      struct curl_slist **headers)
 {
-    CURL *h = curl_easy_init();
+    CURL *h = cu->easy_init();
     if (h == NULL)
         return NULL;
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 3L);
+    cu->easy_setopt(h, CURLOPT_URL, url);
+    cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+    cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    cu->easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    cu->easy_setopt(h, CURLOPT_MAXREDIRS, 3L);
     /* a proxy from the environment must not capture a local collector */
-    curl_easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "libmicrolog/" ML_CLIENT_VERSION);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    cu->easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
+    cu->easy_setopt(h, CURLOPT_USERAGENT, "libmicrolog/" ML_CLIENT_VERSION);
+    cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    cu->easy_setopt(h, CURLOPT_WRITEDATA, b);
+    cu->easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     /* https: curl verifies the certificate and host name by default; a
      * private CA comes from MICROLOG_CA_FILE. */
     if (ca_file != NULL && *ca_file != '\0')
-        curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+        cu->easy_setopt(h, CURLOPT_CAINFO, ca_file);
     if (token != NULL && *token != '\0') {
         char auth[1024];
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-        *headers = curl_slist_append(NULL, auth);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
+        *headers = cu->slist_append(NULL, auth);
+        cu->easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
     }
     return h;
 }
 
 /* Runs h to completion in short polls. Returns the CURLcode, or -1 when
  * should_stop asked to give up. */
-static int perform(CURL *h, bool (*should_stop)(void *), void *arg)
+static int perform(const ml__curl_api *cu, CURL *h, bool (*should_stop)(void *), void *arg)
 {
-    CURLM *m = curl_multi_init();
+    CURLM *m = cu->multi_init();
     int running = 1, result = CURLE_OUT_OF_MEMORY;
     if (m == NULL)
         return result;
-    if (curl_multi_add_handle(m, h) != CURLM_OK)
+    if (cu->multi_add_handle(m, h) != CURLM_OK)
         goto done;
     while (running) {
-        if (curl_multi_perform(m, &running) != CURLM_OK)
+        if (cu->multi_perform(m, &running) != CURLM_OK)
             break;
         if (!running)
             break;
@@ -153,23 +157,25 @@ static int perform(CURL *h, bool (*should_stop)(void *), void *arg)
             result = -1;
             goto remove;
         }
-        curl_multi_poll(m, NULL, 0, POLL_MS, NULL);
+        cu->multi_poll(m, NULL, 0, POLL_MS, NULL);
     }
     int left;
     CURLMsg *msg;
-    while ((msg = curl_multi_info_read(m, &left)) != NULL)
+    while ((msg = cu->multi_info_read(m, &left)) != NULL)
         if (msg->msg == CURLMSG_DONE)
             result = msg->data.result;
 remove:
-    curl_multi_remove_handle(m, h);
+    cu->multi_remove_handle(m, h);
 done:
-    curl_multi_cleanup(m);
+    cu->multi_cleanup(m);
     return result;
 }
 
+static int status_error(long status, const char *url, char *err, size_t errlen, bool *permanent);
+
 /* Turns a finished transfer into 0 or -errno with a reason. */
-static int check_transfer(CURL *h, int code, const char *url, const char *errbuf, char *err,
-                          size_t errlen, bool *permanent)
+static int check_transfer(const ml__curl_api *cu, CURL *h, int code, const char *url,
+                          const char *errbuf, char *err, size_t errlen, bool *permanent)
 {
     long os_errno = 0, status = 0;
     if (code == -1) {
@@ -177,7 +183,7 @@ static int check_transfer(CURL *h, int code, const char *url, const char *errbuf
         return -ETIMEDOUT;
     }
     if (code != CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+        cu->easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
         int rv = ml__err_from_curl(code, os_errno);
         /* curl's own text is clearer than errno for TLS and protocol errors */
         bool detail = (rv == -EIO || rv == -EPROTO) && errbuf[0] != '\0';
@@ -185,7 +191,13 @@ static int check_transfer(CURL *h, int code, const char *url, const char *errbuf
         *permanent = rv == -EINVAL;
         return rv;
     }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    cu->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    return status_error(status, url, err, errlen, permanent);
+}
+
+/* An HTTP status other than 200 as -errno with a reason; 0 for 200. */
+static int status_error(long status, const char *url, char *err, size_t errlen, bool *permanent)
+{
     if (status == 200)
         return 0;
     if (status == 401 || status == 403)
@@ -196,6 +208,38 @@ static int check_transfer(CURL *h, int code, const char *url, const char *errbuf
                  status == 404 ? ": is this a Microlog collector?" : "");
     *permanent = status >= 400 && status < 500;
     return status == 401 ? -EACCES : status == 403 ? -EPERM : status == 404 ? -ENOENT : -EIO;
+}
+
+/* Discovery from a collector on this machine without libcurl (loopback.c).
+ * -ENOTSUP: not done that way, ask libcurl (also after a failed connection,
+ * so that the reasons and the autostart decision stay libcurl's). */
+static int discover_loopback(const char *server, const char *token, uint32_t timeout_ms,
+                             bool (*should_stop)(void *), void *arg, char **ingest, char *err,
+                             size_t errlen, bool *permanent)
+{
+    body b = {NULL, 0};
+    long status;
+    int rv =
+        ml__loopback_get(server, token, timeout_ms, should_stop, arg, &status, &b.data, &b.len);
+    size_t len = strlen(server);
+    while (len > 0 && server[len - 1] == '/')
+        len--;
+    char url[600];
+    snprintf(url, sizeof(url), "%.*s/api/v1/ingest", (int)(len < 500 ? len : 500), server);
+    if (rv == -ECANCELED || rv == -ETIMEDOUT || rv == -ECONNREFUSED) {
+        /* libcurl would only try again, and say the same */
+        if (rv == -ECANCELED)
+            snprintf(err, errlen, "no answer from %s before the run ended", url);
+        else
+            snprintf(err, errlen, "%s", ml__strerror(rv));
+        return rv == -ECANCELED ? -ETIMEDOUT : rv;
+    }
+    if (rv != 0)
+        return -ENOTSUP;
+    if ((rv = status_error(status, url, err, errlen, permanent)) == 0)
+        rv = parse_answer(&b, ingest, err, errlen, permanent);
+    free(b.data);
+    return rv;
 }
 
 int ml__discover(const char *server, const char *token, const char *ca_file, uint32_t timeout_ms,
@@ -209,17 +253,37 @@ int ml__discover(const char *server, const char *token, const char *ca_file, uin
     int rv;
 
     *permanent = false;
-    if ((rv = ingest_url(server, &url, err, errlen)) != 0) {
+    if (strncasecmp(server, "http://", 7) != 0 && strncasecmp(server, "https://", 8) != 0) {
+        /* known without libcurl: not worth loading it */
+        snprintf(err, errlen,
+                 "malformed server URL '%s': expected http://HOST:PORT or https://HOST", server);
+        *permanent = true;
+        return -EINVAL;
+    }
+    if ((rv = discover_loopback(server, token, timeout_ms, should_stop, arg, ingest, err, errlen,
+                                permanent)) != -ENOTSUP)
+        return rv;
+    const char *why = NULL;
+    const ml__curl_api *cu = ml__curl(&why);
+    if (cu == NULL) {
+        snprintf(err, errlen,
+                 "%s; it is needed to ask %s for the ingest address (or set "
+                 "MICROLOG_INGEST)",
+                 why, server);
+        *permanent = true;
+        return -ELIBACC;
+    }
+    if ((rv = ingest_url(cu, server, &url, err, errlen)) != 0) {
         *permanent = rv == -EINVAL;
         return rv;
     }
-    if ((h = easy_new(url, token, ca_file, timeout_ms, &b, errbuf, &headers)) == NULL) {
+    if ((h = easy_new(cu, url, token, ca_file, timeout_ms, &b, errbuf, &headers)) == NULL) {
         rv = -ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    int code = perform(h, should_stop, arg);
-    if ((rv = check_transfer(h, code, url, errbuf, err, errlen, permanent)) == 0)
+    int code = perform(cu, h, should_stop, arg);
+    if ((rv = check_transfer(cu, h, code, url, errbuf, err, errlen, permanent)) == 0)
         rv = parse_answer(&b, ingest, err, errlen, permanent);
     /* MICROLOG_SERVER=https:// promises encryption for the runs too. */
     if (rv == 0 && strncmp(server, "https:", 6) == 0 && !ml__url_is_tls(*ingest)) {
@@ -234,8 +298,8 @@ int ml__discover(const char *server, const char *token, const char *ca_file, uin
     }
 done:
     if (h)
-        curl_easy_cleanup(h);
-    curl_slist_free_all(headers);
+        cu->easy_cleanup(h);
+    cu->slist_free_all(headers);
     free(b.data);
     free(url);
     return rv;

@@ -10,6 +10,8 @@
  *   batch.c     the columns of one batch and their protobuf encoding
  *   queue.c     sealed, packed batches waiting for their acknowledgement
  *   runinfo.c   the run's identity (label, timestamp, uid) and its OpenRun message
+ *   curl_dl.c   libcurl loaded at the first discovery (curl_dl.h), not linked
+ *   loopback.c  discovery from http://127.0.0.1 or localhost without libcurl
  *   discover.c  GET <server>/api/v1/ingest with libcurl
  *   seal.c      hands the batch under construction to the sender (swap, pack, queue)
  *   sender.c    the sender thread: nng REQ socket, OpenRun, batches, CloseRun
@@ -270,6 +272,7 @@ typedef struct ml__req {
     uint64_t call_id;
     uint64_t samples, logs; /* what is lost if this batch is never acknowledged */
     bool sent;              /* sent at least once */
+    bool folded;            /* a CloseRun carrying the queue's only batch (final_batch) */
 } ml__req;
 
 /* FIFO of packed batches. Only the sender thread changes it; bytes may be read
@@ -385,6 +388,25 @@ int ml__discover(const char *server, const char *token, const char *ca_file, uin
                  bool (*should_stop)(void *), void *arg, char **ingest, char *err, size_t errlen,
                  bool *permanent);
 
+/* ---- loopback.c ------------------------------------------------------------ */
+
+/* True when server is http://127.0.0.1[:PORT][/path] or the same with
+ * localhost (*localhost): *port, and the path prefix without trailing
+ * slashes. */
+bool ml__loopback_url(const char *server, uint16_t *port, const char **path, size_t *path_len,
+                      bool *localhost);
+
+/* GET <server>/api/v1/ingest over a loopback TCP connection in HTTP/1.0,
+ * for such a server. Returns 0 with the HTTP status and the body (malloc'd,
+ * NUL-terminated) of a non-redirect answer; -ENOTSUP for a server, token or
+ * answer this reader leaves to libcurl; -ECONNREFUSED when nothing listens,
+ * -ETIMEDOUT when timeout_ms passed, -ECANCELED when should_stop(arg)
+ * turned true, another -errno for other failures.
+ * Sender thread. */
+int ml__loopback_get(const char *server, const char *token, uint32_t timeout_ms,
+                     bool (*should_stop)(void *), void *arg, long *status, char **body,
+                     size_t *body_len);
+
 /* ---- TLS ingest (tls.c) ---- */
 
 /* True when url is a "tls+tcp://" nng address. Any thread. */
@@ -412,7 +434,11 @@ typedef struct ml__sender {
     bool recv_phase;   /* the send completed; waiting for the reply */
     ml__req *open_req; /* kept for a re-open after NOT_FOUND */
     ml__req *close_req;
-    bool opened; /* the collector acknowledged OpenRun */
+    bool opened;  /* the collector acknowledged OpenRun */
+    bool fold_ok; /* its OpenRunReply said takes_final_batch: the last batch may ride
+                     in CloseRun (one round trip less at close) */
+    bool no_fold; /* a folded CloseRun was refused or left the run incomplete: the
+                     batch and CloseRun go separately from then on */
     bool close_acked;
     bool close_complete;    /* CloseRunReply.complete */
     bool failed;            /* permanently: nothing more will be sent */
@@ -531,6 +557,9 @@ void ml__seal(ml_client *c);
 /* sender.c */
 /* Packs this run's CloseRun request (counts as of now). NULL on ENOMEM. */
 ml__req *ml__close_request(ml_client *c);
+/* The same with the packed batch request `batch` (the run's last) folded in
+ * as final_batch. NULL when out of memory or when batch cannot be decoded. */
+ml__req *ml__close_request_folded(ml_client *c, const ml__req *batch);
 /* Packs this run's OpenRun request. NULL on ENOMEM. */
 ml__req *ml__open_request(ml_client *c);
 

@@ -199,12 +199,38 @@ static void refuse_run(ml_client *c, const char *detail)
     }
 }
 
+/* Stops folding the last batch into CloseRun: the folded request (in
+ * flight, s->close_req) is dropped; the batch stays queued. */
+static void unfold(ml__sender *s)
+{
+    s->no_fold = true;
+    if (s->close_req != NULL && s->close_req->sent && s->queue.head != NULL)
+        s->queue.head->sent = true; /* counted in batches_sent already */
+    if (s->inflight == s->close_req)
+        s->inflight = NULL;
+    ml__req_free(s->close_req);
+    s->close_req = NULL;
+}
+
 /* A reply with status != OK. */
 static void on_status(ml_client *c, ml__req *r, const Microlog__V1__Envelope *e)
 {
     ml__sender *s = &c->snd;
     int err = ml__err_from_status(e->status);
     const char *detail = e->error && *e->error ? e->error : "";
+
+    if (r->folded) {
+        /* The status is the final batch's (or the close's): answered as if
+         * that batch had been sent alone; it and CloseRun go separately. */
+        ml__req *batch = s->queue.head;
+        unfold(s);
+        s->inflight = batch;
+        if (batch == NULL) {
+            request_failed_detail(c, err, "the collector could not take", detail);
+            return;
+        }
+        r = batch;
+    }
 
     if (e->status == MICROLOG__V1__STATUS__OUT_OF_RANGE && r->source != ML__SRC_LEFTOVER &&
         r->kind == ML__REQ_BATCH) {
@@ -253,6 +279,7 @@ static bool on_ok(ml_client *c, ml__req *r, const ml_wire_msg *w)
             return false;
         set_run_id(c, o->run_id);
         s->opened = true;
+        s->fold_ok = o->takes_final_batch;
         microlog__v1__open_run_reply__free_unpacked(o, NULL);
     } else if (r->kind == ML__REQ_BATCH) {
         Microlog__V1__BatchReply *b =
@@ -274,9 +301,21 @@ static bool on_ok(ml_client *c, ml__req *r, const ml_wire_msg *w)
         if (cr == NULL)
             return false;
         set_run_id(c, cr->run_id);
-        s->close_acked = true;
-        s->close_complete = cr->complete;
+        bool complete = cr->complete;
         microlog__v1__close_run_reply__free_unpacked(cr, NULL);
+        if (r->folded && !complete) {
+            /* A collector that ignored final_batch (an older one behind the
+             * same address) or a gap before it: the batch goes alone, then
+             * a plain CloseRun (idempotent) tells the final verdict. */
+            unfold(s);
+            return true;
+        }
+        if (r->folded) {
+            ml__req_free(ml__queue_pop(&s->queue));
+            s->batches_acked++;
+        }
+        s->close_acked = true;
+        s->close_complete = complete;
         if (r->source == ML__SRC_SPOOL)
             ml__replay_acked(c);
     }
@@ -451,7 +490,8 @@ static void discover(ml_client *c)
 
 /* ---- requests --------------------------------------------------------------- */
 
-ml__req *ml__close_request(ml_client *c)
+/* Packs CloseRun (counts as of now) with final_batch (may be NULL). */
+static ml__req *close_pack(ml_client *c, Microlog__V1__Batch *final_batch)
 {
     ml__sender *s = &c->snd;
     Microlog__V1__CloseRun m = MICROLOG__V1__CLOSE_RUN__INIT;
@@ -467,11 +507,43 @@ ml__req *ml__close_request(ml_client *c)
     pthread_mutex_unlock(&c->mu);
     m.run_uid = c->run.uid;
     m.last_seq = s->seq;
+    m.final_batch = final_batch;
     if (ml_wire_pack(ML_METHOD_CLOSE_RUN, call_id, 0, NULL, c->token, &m.base, &data, &len) != 0)
         return NULL;
     ml__req *r = ml__req_new(ML__REQ_CLOSE, data, len, call_id);
     if (r == NULL)
         free(data);
+    return r;
+}
+
+ml__req *ml__close_request(ml_client *c)
+{
+    return close_pack(c, NULL);
+}
+
+ml__req *ml__close_request_folded(ml_client *c, const ml__req *batch)
+{
+    ml_wire_msg w;
+    ml__req *r = NULL;
+    /* the batch was packed for a Batch request: its message is taken back
+     * out of the envelope (once per run, the last batch only) */
+    int rv = ml_wire_unpack(batch->data, batch->len, &w);
+    if (rv != 0) {
+        if (rv == -EPROTO)
+            ml_wire_msg_free(&w);
+        return NULL;
+    }
+    Microlog__V1__Batch *b = microlog__v1__batch__unpack(NULL, w.payload_len, w.payload);
+    if (b != NULL && (r = close_pack(c, b)) != NULL) {
+        r->folded = true;
+        r->sent = batch->sent; /* batches_sent counts the batch once */
+        r->seq = batch->seq;
+        r->samples = batch->samples;
+        r->logs = batch->logs;
+    }
+    if (b != NULL)
+        microlog__v1__batch__free_unpacked(b, NULL);
+    ml_wire_msg_free(&w);
     return r;
 }
 
@@ -488,6 +560,30 @@ ml__req *ml__open_request(ml_client *c)
     return r;
 }
 
+/* True when the last batch can ride in CloseRun: the run is over, that batch
+ * is the only one left (none in a spool before it) and the collector
+ * takes final_batch. */
+static bool can_fold(const ml__sender *s)
+{
+    const ml__req *h = s->queue.head;
+    return s->fold_ok && !s->no_fold && s->final_sealed && !s->close_acked && !s->close_spooled &&
+           !s->refused && s->own.fd < 0 && s->queue.count == 1 && h->source == ML__SRC_MEMORY &&
+           h->seq == s->seq;
+}
+
+/* The folded CloseRun (built once, resent as is), or NULL: send the batch
+ * alone then. */
+static ml__req *folded_close(ml_client *c)
+{
+    ml__sender *s = &c->snd;
+    if (s->close_req != NULL && s->close_req->folded)
+        return s->close_req;
+    ml__req_free(s->close_req);
+    if ((s->close_req = ml__close_request_folded(c, s->queue.head)) == NULL)
+        s->no_fold = true;
+    return s->close_req;
+}
+
 /* The next request to send, or NULL when there is none (yet). */
 static ml__req *next_request(ml_client *c)
 {
@@ -502,8 +598,10 @@ static ml__req *next_request(ml_client *c)
         ml__queue_drop_all(&s->queue, &s->lost_samples, &s->lost_logs);
     if (s->replay != NULL) /* read from a spool, not acknowledged yet */
         return s->replay;
-    if (s->queue.head != NULL)
-        return s->queue.head;
+    if (s->queue.head != NULL) {
+        ml__req *folded = can_fold(s) ? folded_close(c) : NULL;
+        return folded ? folded : s->queue.head;
+    }
     if ((r = ml__spool_next(c)) != NULL)
         return r;
     if (s->final_sealed && !s->close_acked && !s->close_spooled) {
@@ -528,7 +626,7 @@ static void send_request(ml_client *c, ml__req *r)
     }
     memcpy(nng_msg_body(m), r->data, r->len);
     s->sent_us = ml__clock_us();
-    if (r->kind == ML__REQ_BATCH && !r->sent)
+    if ((r->kind == ML__REQ_BATCH || r->folded) && !r->sent)
         s->batches_sent++;
     r->sent = true;
     nng_aio_set_msg(s->aio, m);

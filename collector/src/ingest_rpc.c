@@ -139,6 +139,7 @@ static void open_run(ml_collector *c, const ml_principal *who, const Microlog__V
         ml_info("run %s opened (uid %s, host %s, pid %d)", r->id, r->uid, r->host, r->pid);
     }
     rp->open.run_id = rp->run_id = ml_xstrdup(r->id);
+    rp->open.takes_final_batch = true; /* see handle_close */
     res->reply = &rp->open.base;
 }
 
@@ -179,9 +180,10 @@ static ml_run *find_live(ml_collector *c, const ml_principal *who, const char *u
     return r;
 }
 
-/* Validates, journals (durably) and commits a batch not stored before. */
+/* Validates, journals and commits a batch not stored before. sync: make
+ * the record durable now (else a later sync covers it before the ack). */
 static void store_batch(ml_collector *c, ml_run *r, const Microlog__V1__Batch *b,
-                        const uint8_t *payload, size_t len, rpc_result *res)
+                        const uint8_t *payload, size_t len, bool sync, rpc_result *res)
 {
     char why[200];
     int rv;
@@ -199,8 +201,8 @@ static void store_batch(ml_collector *c, ml_run *r, const Microlog__V1__Batch *b
                   (unsigned long long)r->last_seq);
     } else if (ml_batch_validate(r->live, b, why, sizeof(why)) != 0) {
         set_error(res, ST(INVALID_ARGUMENT), "batch %llu: %s", (unsigned long long)b->seq, why);
-    } else if ((rv = ml_journal_append(r->live->journal, ML_JOURNAL_BATCH, payload, len,
-                                       !c->group_commit)) != 0) {
+    } else if ((rv = ml_journal_append(r->live->journal, ML_JOURNAL_BATCH, payload, len, sync)) !=
+               0) {
         storage_error(res, "cannot store the batch", rv);
     } else {
         /* With group commit the ack waits for ml_collector_sync(). */
@@ -226,7 +228,7 @@ static void handle_batch(ml_collector *c, const ml_principal *who, const uint8_t
         if (b->seq == 0)
             set_error(res, ST(INVALID_ARGUMENT), "batch seq must be at least 1");
         else if (!ml_live_has_seq(r->live, b->seq)) /* a resend is acked, not stored twice */
-            store_batch(c, r, b, payload, len, res);
+            store_batch(c, r, b, payload, len, !c->group_commit, res);
         if (res->status == ST(OK)) {
             rp->batch.acked_seq = r->live->acked_seq;
             res->reply = &rp->batch.base;
@@ -257,6 +259,57 @@ static void close_run(ml_collector *c, ml_run *r, const Microlog__V1__CloseRun *
         ml_live_release(r);
 }
 
+/* Serializes msg into a malloc'd buffer. */
+static uint8_t *pack_message(const ProtobufCMessage *msg, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = ml_xmalloc(*len ? *len : 1);
+    protobuf_c_message_pack(msg, buf);
+    return buf;
+}
+
+/* CloseRun.final_batch: the batch as a Batch request would store it (its
+ * own journal record, re-serialized), then the close without it. The
+ * batch record is not synced by itself: the CloseRun record's sync, in
+ * the same file, makes both durable before the one reply. A refused
+ * batch leaves the run open and its status is the reply's. */
+static void close_with_batch(ml_collector *c, const ml_principal *who, ml_run *r,
+                             Microlog__V1__CloseRun *m, rpc_result *res, replies *rp)
+{
+    Microlog__V1__Batch *b = m->final_batch;
+    if (b->run_uid == NULL || strcmp(b->run_uid, m->run_uid) != 0) {
+        set_error(res, ST(INVALID_ARGUMENT), "final_batch names another run than CloseRun");
+        return;
+    }
+    if (b->seq == 0 || b->seq != m->last_seq) {
+        set_error(res, ST(INVALID_ARGUMENT), "final_batch seq %llu is not last_seq %llu",
+                  (unsigned long long)b->seq, (unsigned long long)m->last_seq);
+        return;
+    }
+    if (!ml_live_has_seq(r->live, b->seq)) {
+        size_t blen;
+        uint8_t *bytes = pack_message(&b->base, &blen);
+        uint64_t retry_ms;
+        ml_hosted *h = c->hosted;
+        if (h != NULL && !ml_rate_take(&h->rate, &h->limits, who ? who->token : "", blen,
+                                       uv_now(c->loop), &retry_ms))
+            set_error(res, ST(RESOURCE_EXHAUSTED), /* as admit() answers a Batch */
+                      "ingest rate limit of %llu bytes/s for this token exceeded; retry in %llu ms",
+                      (unsigned long long)h->limits.rate_bytes, (unsigned long long)retry_ms);
+        else
+            store_batch(c, r, b, bytes, blen, false, res);
+        free(bytes);
+        if (res->status != ST(OK))
+            return;
+    }
+    m->final_batch = NULL; /* the journal's CloseRun record is a plain one */
+    size_t clen;
+    uint8_t *bytes = pack_message(&m->base, &clen);
+    close_run(c, r, m, bytes, clen, res, rp);
+    free(bytes);
+    m->final_batch = b; /* freed with m */
+}
+
 static void handle_close(ml_collector *c, const ml_principal *who, const uint8_t *payload,
                          size_t len, rpc_result *res, replies *rp)
 {
@@ -266,7 +319,9 @@ static void handle_close(ml_collector *c, const ml_principal *who, const uint8_t
         return;
     }
     ml_run *r = find_live(c, who, m->run_uid, res);
-    if (r != NULL)
+    if (r != NULL && m->final_batch != NULL)
+        close_with_batch(c, who, r, m, res, rp);
+    else if (r != NULL)
         close_run(c, r, m, payload, len, res, rp);
     microlog__v1__close_run__free_unpacked(m, NULL);
 }

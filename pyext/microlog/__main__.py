@@ -12,18 +12,18 @@ the process exits, after the program's non-daemon threads have finished.
 
 from __future__ import annotations
 
+import _frozen_importlib_external  # what importlib.machinery re-exports, already loaded
 import builtins
-import importlib.machinery
 import io
 import os
 import sys
-import types
 
 from microlog import api
 
-# runpy, importlib.util, zipfile, signal, threading and typing are imported
-# only when needed: each costs milliseconds and `python -m microlog` must
-# add little to the program's start-up (tests/bench/bench_startup.py).
+# runpy, importlib.util, importlib.machinery, types, zipfile, signal,
+# threading and typing are imported only when needed: each costs up to
+# milliseconds and `python -m microlog` must add little to the program's
+# start-up (tests/bench/bench_startup.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType
@@ -153,11 +153,11 @@ def _run_file(path: str) -> None:
     with io.open_code(path) as file:
         source = file.read()
     code = compile(source, path, "exec", dont_inherit=True)
-    module = types.ModuleType("__main__")
+    module = type(sys)("__main__")  # types.ModuleType
     module.__dict__.update(
         __file__=path,
         __cached__=None,
-        __loader__=importlib.machinery.SourceFileLoader("__main__", path),
+        __loader__=_frozen_importlib_external.SourceFileLoader("__main__", path),
         __builtins__=builtins,
     )
     sys.modules["__main__"] = module

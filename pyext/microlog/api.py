@@ -217,15 +217,20 @@ class _Microlog:
                 # A child's output is the program's: no "spooled" notice in it.
                 "quiet": spool_only or quiet,
             }
+            # Before the native threads start: setenv() of a new name moves the
+            # environment, and getenv() on another thread (libcurl, loaded by
+            # the sender thread, and the libraries it pulls in) could read it
+            # freed.
+            self._export_for_children(application)
             try:
                 _native.start(application, options)
             except Exception as error:  # pylint: disable=broad-except
+                self._unexport_children()
                 config.warn(f"could not start recording: {error}", sys.stderr)
                 return
             self.running = True
             self.application = application
             self.quiet = spool_only or quiet
-            self._export_for_children(application)
             self.config = cfg
             self.started = time.perf_counter()
             _gc_install()
@@ -282,6 +287,12 @@ class _Microlog:
         if os.environ.get("MICROLOG_CHILD") != "1":
             os.environ["MICROLOG_CHILD"] = "1"
             self.exported_child = True
+
+    def _unexport_children(self) -> None:
+        """start() failed: later children are not recorded."""
+        if self.exported_child:
+            os.environ.pop("MICROLOG_CHILD", None)
+            self.exported_child = False
 
     def stop(self) -> None:
         """Stop Microlog logging and deliver the recording."""

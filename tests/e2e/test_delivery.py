@@ -167,6 +167,22 @@ def test_collector_stalled(tmp_path: Path, collector: Collector) -> None:
     assert_stored_once(collector, counts)
 
 
+def test_last_batch_rides_in_close_run(tmp_path: Path, collector: Collector) -> None:
+    """At the end of a run the last batch travels inside CloseRun
+    (final_batch): one round trip and one journal sync less. Each reply is
+    one ack: OpenRun, every batch but the last, and the folded CloseRun
+    (without folding there would be one more). Stored exactly once and
+    complete, for a run of one batch and a run of several."""
+    for samples, rate in ((20, 1000), (600, 1000)):
+        counts = Drive(tmp_path, collector.http, samples, rate).finish()
+        assert counts["delivered"] and not counts["spooled"], counts
+        assert counts["batches_acked"] == counts["batches_sent"] >= 1, counts
+        assert counts["acks"] == counts["batches_acked"] + 1, counts
+        assert_stored_once(collector, counts)
+        log = collector.log_path.read_text()
+        assert log.count(f"run {counts['run_id']} closed: complete") == 1, log[-3000:]
+
+
 def test_network_cut_longer_than_buffer(tmp_path: Path) -> None:
     """A 4 KiB buffer and no collector for the whole run: spooled, then
     imported by the machine's collector when it starts."""

@@ -158,7 +158,8 @@ typedef struct ml_client_result {
     char spool_path[512];     /* the spool file, when spooled */
 } ml_client_result;
 
-/* Ends the run: flushes what is buffered, sends CloseRun with exit_status,
+/* Ends the run: flushes what is buffered, sends CloseRun with exit_status
+ * (carrying the last batch when the collector takes it: one round trip),
  * waits at most timeout_ms for the acknowledgements, then writes whatever
  * was not acknowledged to the spool (res->spooled, res->spool_path) and
  * stops the sender thread. Fills *res when res is not NULL. Returns 0 when

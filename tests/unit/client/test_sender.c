@@ -3,7 +3,8 @@
  * REP socket on tcp://127.0.0.1 that decodes every request with
  * ml_wire_unpack, checks it against the protocol (seq 1, 2, 3 ... without
  * gaps, definitions exactly once and before use, ids sequential) and
- * answers as micrologd does (OpenRunReply / BatchReply / CloseRunReply).
+ * answers as micrologd does (OpenRunReply / BatchReply / CloseRunReply,
+ * with CloseRun.final_batch when it announces takes_final_batch).
  * Discovery is exercised with a small HTTP responder serving the
  * documented /api/v1/ingest answer.
  */
@@ -50,8 +51,11 @@ typedef struct collector {
     int refusals;         /* batches answered OUT_OF_RANGE */
     bool refuse_now;      /* the batch being answered is refused */
     bool never_reply;
+    bool takes_final_batch;  /* announced in OpenRunReply ... */
+    bool ignore_final_batch; /* ... but not acted upon (an older collector behind it) */
     /* what arrived (read after the thread stopped) */
     int opens, closes, dups, violations;
+    int folded; /* CloseRuns that carried a final_batch */
     char violation[256];
     char tokens[64];
     bool token_mismatch;
@@ -150,14 +154,9 @@ static void take_records(collector *k, const Microlog__V1__Batch *b)
     k->nstatus += b->n_status;
 }
 
-/* Handles one Batch; false when the collector stays silent. */
-static bool on_batch(collector *k, const ml_wire_msg *w, Microlog__V1__BatchReply *reply)
+/* Stores b unless refused or already stored. */
+static void store_batch(collector *k, const Microlog__V1__Batch *b)
 {
-    Microlog__V1__Batch *b = microlog__v1__batch__unpack(NULL, w->payload_len, w->payload);
-    if (b == NULL) {
-        violation(k, "undecodable batch");
-        return true;
-    }
     k->refuse_now = k->refuse_from && b->seq >= k->refuse_from;
     if (k->refuse_now) {
         k->refusals++; /* over the "maximum run size": not stored */
@@ -173,6 +172,17 @@ static bool on_batch(collector *k, const ml_wire_msg *w, Microlog__V1__BatchRepl
         take_records(k, b);
         k->last_seq = b->seq;
     }
+}
+
+/* Handles one Batch; false when the collector stays silent. */
+static bool on_batch(collector *k, const ml_wire_msg *w, Microlog__V1__BatchReply *reply)
+{
+    Microlog__V1__Batch *b = microlog__v1__batch__unpack(NULL, w->payload_len, w->payload);
+    if (b == NULL) {
+        violation(k, "undecodable batch");
+        return true;
+    }
+    store_batch(k, b);
     reply->acked_seq = k->last_seq;
     microlog__v1__batch__free_unpacked(b, NULL);
     if (k->ignore_batches > 0) {
@@ -196,6 +206,7 @@ static void on_open(collector *k, const ml_wire_msg *w, Microlog__V1__OpenRunRep
     k->nargv = o->n_argv;
     snprintf(run_id, size, "%s/%s-2", o->label, o->timestamp); /* as on a collision */
     reply->run_id = run_id;
+    reply->takes_final_batch = k->takes_final_batch;
     microlog__v1__open_run__free_unpacked(o, NULL);
 }
 
@@ -205,6 +216,16 @@ static void on_close(collector *k, const ml_wire_msg *w, Microlog__V1__CloseRunR
     if (c == NULL)
         return violation(k, "undecodable CloseRun");
     k->closes++;
+    if (c->final_batch != NULL) {
+        k->folded++;
+        if (!k->takes_final_batch)
+            violation(k, "final_batch sent to a collector that did not announce it");
+        else if (c->final_batch->seq != c->last_seq)
+            violation(k, "final_batch seq %llu is not last_seq %llu",
+                      (unsigned long long)c->final_batch->seq, (unsigned long long)c->last_seq);
+        else if (!k->ignore_final_batch)
+            store_batch(k, c->final_batch); /* as micrologd: the batch, then the close */
+    }
     k->close_last_seq = c->last_seq;
     k->close_exit = c->exit_status;
     k->close_dropped_samples = c->dropped_samples;
@@ -392,6 +413,83 @@ static int count_lines(const char *s)
 }
 
 /* ---- tests ----------------------------------------------------------------- */
+
+/* Records n samples (one stack) and a log line every 10, then closes. */
+static int record_and_close(ml_client *c, int n, ml_client_result *res)
+{
+    uint32_t th = ml_client_thread(c, 1001, 2001, "MainThread");
+    uint32_t stack = make_stack(c, "fold", 3);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(ml_client_sample(c, th, (int64_t)i * 1000, stack, 7), 0);
+        if (i % 10 == 0)
+            assert_int_equal(
+                ml_client_log(c, th, (int64_t)i * 1000, ML_LOG_STDOUT, 0, "line", 4, stack, NULL),
+                0);
+        if (i % 100 == 0)
+            usleep(25000); /* a few flushes: several batches before the last */
+    }
+    return ml_client_close(c, 0, 5000, res);
+}
+
+/* A collector that takes final_batch gets the last batch inside CloseRun:
+ * stored once, in order, the run complete. */
+static void test_last_batch_folded_into_close(void **state)
+{
+    collector *k = collector_start(0);
+    k->takes_final_batch = true;
+    collector_run(k);
+    ml_client_config cfg = test_config(k->url);
+    ml_run_info run = {.label = "folded"};
+    ml_client *c;
+    ml_client_result res;
+    assert_int_equal(ml_client_new(&cfg, &run, &c), 0);
+    assert_int_equal(record_and_close(c, 350, &res), 0);
+    collector_stop(k);
+
+    assert_int_equal(k->violations, 0);
+    assert_int_equal(k->folded, 1);
+    assert_int_equal(k->closes, 1);
+    assert_int_equal(k->dups, 0);
+    assert_true(k->last_seq >= 2);
+    assert_int_equal(k->close_last_seq, k->last_seq);
+    assert_int_equal(k->nsamples, 350);
+    assert_int_equal(k->nlogs, 35);
+    assert_true(res.delivered);
+    assert_int_equal(res.batches_sent, k->last_seq);
+    assert_int_equal(res.batches_acked, k->last_seq);
+    ml_client_free(c);
+    collector_free(k);
+    (void)state;
+}
+
+/* A collector that announces final_batch but ignores it (an older one
+ * behind the same address) answers the folded CloseRun "incomplete": the
+ * client sends the batch alone and CloseRun again, and the run is whole. */
+static void test_ignored_final_batch_is_sent_again(void **state)
+{
+    collector *k = collector_start(0);
+    k->takes_final_batch = k->ignore_final_batch = true;
+    collector_run(k);
+    ml_client_config cfg = test_config(k->url);
+    ml_run_info run = {.label = "unfolded"};
+    ml_client *c;
+    ml_client_result res;
+    assert_int_equal(ml_client_new(&cfg, &run, &c), 0);
+    assert_int_equal(record_and_close(c, 250, &res), 0);
+    collector_stop(k);
+
+    assert_int_equal(k->violations, 0);
+    assert_int_equal(k->folded, 1);
+    assert_int_equal(k->closes, 2);
+    assert_int_equal(k->close_last_seq, k->last_seq);
+    assert_int_equal(k->nsamples, 250);
+    assert_true(res.delivered);
+    assert_int_equal(res.batches_sent, k->last_seq); /* the last batch counted once */
+    assert_int_equal(res.batches_acked, k->last_seq);
+    ml_client_free(c);
+    collector_free(k);
+    (void)state;
+}
 
 /* A whole run arrives exactly once and in order, over several batches. */
 static void test_run_delivered_in_order(void **state)
@@ -948,6 +1046,8 @@ int main(void)
     setenv("MICROLOG_AUTOSTART", "0", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_run_delivered_in_order, fresh_spool),
+        cmocka_unit_test_setup(test_last_batch_folded_into_close, fresh_spool),
+        cmocka_unit_test_setup(test_ignored_final_batch_is_sent_again, fresh_spool),
         cmocka_unit_test_setup(test_unanswered_batch_is_retried, fresh_spool),
         cmocka_unit_test_setup(test_collector_starting_late, fresh_spool),
         cmocka_unit_test_setup(test_rejected_run, fresh_spool),
