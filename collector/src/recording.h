@@ -6,31 +6,43 @@
  * File layout (integers little-endian; "varint" is LEB128, "zigzag" maps
  * signed to unsigned first):
  *
- *   "MLR2"
+ *   "MLR3"
  *   section*     u8 type | u32 raw_len | u32 z_len | u32 xxh32(zdata) | zdata[z_len]
  *                zdata is the body of the section compressed with zstd
  *                (level 19: written once on the thread pool, read often)
  *   index        u32 count | count * (u8 type | u64 offset | i64 t_first | i64 t_last | u32 n)
  *   trailer      u64 index_offset | u32 xxh32(index) | "MLRE"
  *
- * Every body but META and THREADS is a count then columns (varint length
- * | bytes), so like values sit together for zstd:
- *   STRINGS  front-coded: shared prefix with the previous string, suffix
- *            length, suffix bytes
- *   FRAMES   name, file, line as deltas from the previous frame;
- *            line - first_line; flags
- *   STACKS   length, truncated, prefix shared with the previous stack,
- *            then only the new frames (delta-coded)
+ * Two section types: one TABLES section first, then SAMPLES blocks. A
+ * small run is mostly its tables, so they share one zstd frame (one
+ * header, one context: the file paths in the log text match the file
+ * strings). Every table keeps its ids (rows in id order, row 0 "none" not
+ * stored); lists of values are columns (varint length | bytes):
+ *   META     period (f64 bits), closed, end time
+ *   THREADS  defined, ident, native id, name, started, ended, samples
+ *   FRAMES   functions (name, file as deltas, first line, flags) once,
+ *            in order of first use; then per frame its function (0 = the
+ *            next new one, else how far below it) and its line as a delta
+ *            from the last line of that function
+ *   STRINGS  NUL-terminated in id order; file paths (strings that are a
+ *            frame's file) with '/' and '.' swapped so zstd matches them
+ *            with the dotted function names
+ *   STACKS   coded against the earlier stack sharing the longest root
+ *            prefix (a trie): distance back to it (0: none), its frames
+ *            not shared, the number of new frames, truncated, then the
+ *            new frames as deltas from the frame before
  *   STATUS   time, cpu and system cpu (float bits), rss, memory total,
  *            memory free, objects, modules: each delta-coded
  *   LOGS     time deltas, thread, kind, stack, level, message, logger
  *   SAMPLES  blocks of at most ML_RECORDING_BLOCK samples in the model's
- *            order: n, time mode, then four columns coded against the
- *            previous sample of the same thread (state reset per block):
- *            thread id; time gap minus the expected gap (the period, or
- *            the thread's previous gap: the time mode says which); the
- *            stack run-length coded (runs of samples repeating their
- *            thread's last stack cost one count: r0 s0 r1 s1 ... rk);
+ *            order: n, time mode, the highest stack id of the blocks
+ *            before, then four columns coded against the previous sample
+ *            of the same thread (state reset per block): thread id; time
+ *            gap minus the expected gap (the period, or the thread's
+ *            previous gap: the time mode says which); the stack
+ *            run-length coded (runs of samples repeating their thread's
+ *            last stack cost one count: r0 s0 r1 s1 ... rk, each s as its
+ *            distance below the next new stack id, 0 for a new stack);
  *            cpu_us minus its prediction (the gap for a thread that was
  *            busy, else 0).
  * The index gives every block's first and last sample time, so a reader
@@ -47,9 +59,9 @@
 #include "model.h"
 
 #define ML_RECORDING_FILE "recording.mlr"
-/* Format version 2; version 1 files ("MLR1") are refused with -EPROTO. */
-#define ML_RECORDING_MAGIC "MLR2"
-#define ML_RECORDING_MAGIC_V1 "MLR1"
+/* Format version 3; files of versions 1 and 2 ("MLR1", "MLR2") are
+ * refused with -EPROTO. */
+#define ML_RECORDING_MAGIC "MLR3"
 #define ML_RECORDING_END "MLRE"
 /* Samples per SAMPLES block: the unit a time-window query reads. */
 #define ML_RECORDING_BLOCK 16384
@@ -64,7 +76,7 @@ int ml_recording_write(const ml_model *m, const char *path);
 /* Loads the whole recording at path into m, which must be freshly
  * initialised (ml_model_init). Returns 0, -EBADMSG for a file that is not
  * a valid recording (bad magic, checksum, or structure), -EPROTO for a
- * recording of format version 1, or -errno; on
+ * recording of an earlier format version (1 or 2), or -errno; on
  * error m may hold part of the data and must still be disposed. */
 int ml_recording_load(ml_model *m, const char *path);
 
@@ -78,5 +90,10 @@ int ml_recording_load_range(ml_model *m, const char *path, int64_t t0, int64_t t
 /* Converts the journal at journal_path into a recording at rec_path
  * (ml_model_load() then ml_recording_write()). Returns 0 or -errno. */
 int ml_recording_compact(const char *journal_path, const char *rec_path);
+
+/* Sets the zstd level of every later ml_recording_write() (default 19;
+ * the fuzz targets compact at 1 to stay fast). Not synchronised: call it
+ * before any recording is written, not while one is. */
+void ml_recording_set_level(int level);
 
 #endif
