@@ -75,11 +75,6 @@ static int load_index(ml_collector *c)
     return 0;
 }
 
-static int sync_cb(void *arg)
-{
-    return ml_collector_sync(arg);
-}
-
 static int start_listeners(ml_collector *c, const ml_collector_config *cfg)
 {
     int rv;
@@ -94,8 +89,10 @@ static int start_listeners(ml_collector *c, const ml_collector_config *cfg)
                              cfg->hosted, &c->ingest);
         if (rv != 0)
             return rv;
-        ml_ingest_set_flush(c->ingest, sync_cb);
+        ml_ingest_set_flush(c->ingest, ml_collector_commit);
         c->group_commit = true;
+        uint32_t idle = cfg->ingest_idle_ms ? cfg->ingest_idle_ms : ML_INGEST_IDLE_TIMEOUT_MS;
+        ml_ingest_set_idle_timeout(c->ingest, idle == UINT32_MAX ? 0 : idle);
     }
     if (cfg->http && (rv = ml_http_start(c, cfg->http, cfg->allow_remote, &c->http)) != 0)
         return rv;
@@ -106,6 +103,7 @@ int ml_collector_start(ml_collector *c, uv_loop_t *loop, const ml_collector_conf
 {
     memset(c, 0, sizeof(*c));
     c->loop = loop;
+    c->unsynced_group = 1;
     c->hosted = cfg->hosted;
     c->team = ml_xstrdup(cfg->team ? cfg->team : ML_DEFAULT_TEAM);
     c->ui_dir = cfg->ui_dir ? ml_xstrdup(cfg->ui_dir) : NULL;
@@ -131,6 +129,7 @@ int ml_collector_start(ml_collector *c, uv_loop_t *loop, const ml_collector_conf
         ml_spool_import_dir(c, c->spool_dir);
         c->spool_scan_at = uv_now(loop) + ML_SPOOL_SCAN_MS;
     }
+    c->drain_ms = cfg->drain_ms ? cfg->drain_ms : ML_DRAIN_TIMEOUT_MS;
     c->retain_days = cfg->retain_days;
     c->retain_bytes = cfg->retain_bytes;
     c->collector_id = cfg->collector_id;
@@ -171,35 +170,14 @@ const char *ml_collector_http_url(const ml_collector *c)
     return c->http ? ml_http_url(c->http) : NULL;
 }
 
-void ml_collector_note_unsynced(ml_collector *c, ml_run *r)
-{
-    for (size_t i = c->nunsynced; i > 0; i--)
-        if (c->unsynced[i - 1] == r)
-            return;
-    ml_xgrow((void **)&c->unsynced, &c->capunsynced, c->nunsynced + 1, sizeof(ml_run *));
-    c->unsynced[c->nunsynced++] = r;
-}
-
-int ml_collector_sync(ml_collector *c)
-{
-    int rv = 0;
-    for (size_t i = 0; i < c->nunsynced; i++) {
-        ml_run *r = c->unsynced[i];
-        if (r->live == NULL || r->live->journal == NULL)
-            continue; /* released after a synced CloseRun: nothing pending */
-        int e = ml_journal_sync(r->live->journal);
-        if (e != 0) {
-            ml_error("run %s: journal sync failed: %s; reloading it", r->id, strerror(-e));
-            ml_live_release(r);
-            rv = rv ? rv : e;
-        }
-    }
-    c->nunsynced = 0;
-    return rv;
-}
-
 int ml_collector_ensure_live(ml_collector *c, ml_run *r)
 {
+    if (r->live && r->live->journal && ml_journal_broken(r->live->journal)) {
+        /* A failed sync cut records away: what live holds may name
+         * batches that are gone. Read the journal again. */
+        ml_warn("run %s: reloading its journal after a failed sync", r->id);
+        ml_live_release(r);
+    }
     if (r->live)
         return 0;
     if (r->recorded || r->remote || r->compacting) {
@@ -233,6 +211,72 @@ static void retire_silent(ml_collector *c, ml_run *r)
     ml_live_release(r);
 }
 
+/* A live run whose only change since its run.json was written is
+ * progress (counts, end time). Its journal holds the same facts and is
+ * what a restart recomputes a live run from. */
+static bool progress_only(const ml_run *r)
+{
+    return r->status == ML_RUN_LIVE && r->live != NULL && r->live->journal != NULL &&
+           r->live->meta_status == ML_RUN_LIVE;
+}
+
+static void write_meta(ml_collector *c, ml_run *r)
+{
+    if (ml_store_write_meta(&c->store, r) == 0 && r->live)
+        r->live->meta_status = r->status;
+}
+
+/* Rewrites the run.json of at most ML_META_PROGRESS_WRITES live runs with
+ * progress only, taking turns from where the last pass stopped: each
+ * write costs three syncs on the loop, and 1 000 live runs every second
+ * would be 3 000 of them. */
+static void write_progress_meta(ml_collector *c)
+{
+    unsigned budget = ML_META_PROGRESS_WRITES;
+    size_t start = c->meta_cursor, pos = start;
+    bool wrapped = false;
+    void *v;
+    while (budget > 0) {
+        pos = ml_map_next(&c->index.by_id, pos, &v);
+        if (pos == 0) {
+            if (wrapped || start == 0)
+                break;
+            wrapped = true;
+            continue;
+        }
+        if (wrapped && pos > start)
+            break;
+        ml_run *r = v;
+        if (r->dirty && progress_only(r)) {
+            write_meta(c, r);
+            budget--;
+        }
+        c->meta_cursor = pos;
+    }
+}
+
+/* Starts compactions of settled runs, ML_COMPACT_MAX at most in flight;
+ * called by housekeeping and whenever a compaction ends. */
+static void start_compactions(ml_collector *c)
+{
+    uint64_t now = uv_now(c->loop);
+    unsigned compacting = 0;
+    void *v;
+    for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;)
+        compacting += ((ml_run *)v)->compacting;
+    for (size_t pos = 0;
+         compacting < ML_COMPACT_MAX && (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {
+        ml_run *r = v;
+        /* An incomplete run waits a second timeout before it is
+         * compacted (read-only): its client may still come back. */
+        bool settled = r->status == ML_RUN_COMPLETE ||
+                       now - r->last_activity >= 2 * (uint64_t)c->live_timeout_ms;
+        if (r->status != ML_RUN_LIVE && r->live == NULL && !r->recorded && !r->remote &&
+            !r->compacting && settled && ml_collector_compact(c, r) == 0)
+            compacting += r->compacting;
+    }
+}
+
 void ml_collector_housekeeping(ml_collector *c)
 {
     uint64_t now = uv_now(c->loop);
@@ -244,17 +288,13 @@ void ml_collector_housekeeping(ml_collector *c)
             retire_silent(c, r);
         else if (silent && r->live)
             ml_live_release(r); /* closed, late batches done: free its state */
-        if (r->dirty)
-            ml_store_write_meta(&c->store, r);
-        /* An incomplete run waits a second timeout before it is
-         * compacted (read-only): its client may still come back. */
-        bool settled = r->status == ML_RUN_COMPLETE ||
-                       now - r->last_activity >= 2 * (uint64_t)c->live_timeout_ms;
-        if (r->status != ML_RUN_LIVE && r->live == NULL && !r->recorded && !r->remote && settled)
-            ml_collector_compact(c, r);
+        if (r->dirty && !progress_only(r))
+            write_meta(c, r);
         if (c->s3 && r->recorded && !r->uploaded && !r->uploading && !r->remote)
             ml_s3sync_upload(c, r); /* backs off by itself after failures */
     }
+    start_compactions(c);
+    write_progress_meta(c);
     ml_s3sync_housekeeping(c);
     ml_retention_enforce(c);
     if (c->spool_dir && now >= c->spool_scan_at) {
@@ -294,6 +334,8 @@ static void close_done(ml_collector *c)
 void ml_collector_run_recorded(ml_collector *c, ml_run *r)
 {
     ml_s3sync_upload(c, r);
+    if (!c->closing)
+        start_compactions(c); /* the next waiting run takes the freed place */
 }
 
 void ml_collector_release_pending(ml_collector *c)
@@ -319,12 +361,13 @@ void ml_collector_close(ml_collector *c, void (*closed)(ml_collector *c))
     c->closed_cb = closed;
     c->close_pending++; /* compactions and uploads in flight hold their own */
     if (c->ingest) {
-        ml_ingest_close(c->ingest);
+        ml_ingest_close(c->ingest); /* a group commit in flight completes first */
         c->ingest = NULL;
     }
+    ml_collector_drop_unsynced(c);
     uv_timer_stop(&c->housekeeping);
     uv_close((uv_handle_t *)&c->housekeeping, on_timer_closed);
-    ml_s3sync_close(c);
+    ml_s3sync_drain(c); /* uploads in flight may finish within the drain timeout */
     /* Flush: every changed run.json written, every journal closed. */
     void *v;
     for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {

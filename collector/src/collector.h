@@ -9,10 +9,12 @@
  *   main.c          command line, signals, ready file
  *   collector.c     this unit: start/close, housekeeping, delete
  *   ingest.c        nng REP socket; hands requests to the loop (uv_async)
+ *   ingest_pipes.c  ingest connections and their idle clocks (idle timeout)
  *   ingest_rpc.c    envelope -> OpenRun / Batch / CloseRun -> reply
  *   validate.c      batch checks before anything is stored
  *   live.c          a run being written: open journal, defined ids, seqs
  *   journal.c       journal.mlj records (append, read, torn-tail cut)
+ *   commit.c        group commit: the journals of many runs synced at once
  *   store.c         <data>/runs/<team>/<label>/<stamp>/ and run.json
  *   run.c           run metadata and its JSON
  *   runid.c         label / timestamp / run id validation
@@ -39,6 +41,7 @@
 #include <uv.h>
 
 #include "index.h"
+#include "journal.h"
 #include "query.h"
 #include "store.h"
 
@@ -51,6 +54,23 @@
 #define ML_HOUSEKEEPING_MS 1000
 /* How often the spool directory is scanned for runs to import. */
 #define ML_SPOOL_SCAN_MS 2000
+/* libuv thread pool threads (UV_THREADPOOL_SIZE, unless set): the group
+ * commit's concurrent journal syncs, compactions. */
+#define ML_THREADPOOL_SIZE "64"
+/* Compactions in flight at once (the rest wait for later housekeeping
+ * passes): the thread pool is sized for the group commit's syncs, and a
+ * compaction holds a whole run in memory. */
+#define ML_COMPACT_MAX 4
+/* An ingest connection that completed no request for this long is closed
+ * (its client's dialer reconnects when it next sends). */
+#define ML_INGEST_IDLE_TIMEOUT_MS 300000
+/* At most this many run.json files of live runs whose only change is
+ * progress (counts, end time) are rewritten per housekeeping pass; each
+ * costs three syncs on the loop, and the journal has the same facts. */
+#define ML_META_PROGRESS_WRITES 16
+/* At shutdown, S3 uploads in flight get this long to finish before they
+ * are aborted (the runs stay on disk and are uploaded at the next start). */
+#define ML_DRAIN_TIMEOUT_MS 10000
 /* How often the bucket is listed for runs other collectors uploaded. */
 #define ML_S3_LIST_MS 30000
 
@@ -65,8 +85,10 @@ typedef struct ml_collector_config {
     uint32_t live_timeout_ms;      /* 0: ML_LIVE_TIMEOUT_MS */
     uint32_t housekeeping_ms;      /* 0: ML_HOUSEKEEPING_MS */
     int ingest_contexts;           /* 0: ML_INGEST_CONTEXTS */
+    uint32_t ingest_idle_ms;       /* 0: ML_INGEST_IDLE_TIMEOUT_MS; UINT32_MAX: never */
     const struct ml_s3_config *s3; /* the bucket (s3.h); NULL: local disk only */
     uint32_t s3_list_ms;           /* 0: ML_S3_LIST_MS */
+    uint32_t drain_ms;             /* 0: ML_DRAIN_TIMEOUT_MS; UINT32_MAX: no drain */
     unsigned collector_id;         /* 1..ML_COLLECTOR_ID_MAX: partitions run stamps among
                                       the collectors of one bucket (runid.h); 0: derived
                                       from the host name when s3 is set, else unused */
@@ -96,9 +118,11 @@ typedef struct ml_collector {
     ml_ingest *ingest; /* NULL when not listening */
     ml_http *http;     /* NULL when not serving */
     uv_timer_t housekeeping;
-    bool group_commit; /* batches are synced by ml_collector_sync() before acks */
-    ml_run **unsynced; /* runs with journal records awaiting the group sync */
+    bool group_commit;     /* batches are synced by the group commit before acks */
+    ml_journal **unsynced; /* journals with records awaiting the group sync (a ref each) */
     size_t nunsynced, capunsynced;
+    uint64_t unsynced_group; /* number of the group being collected (commit.c) */
+    size_t meta_cursor;      /* index position where the paced run.json writes resume */
     /* S3 (s3_sync.c); s3 is NULL without a bucket. */
     struct ml_s3 *s3;
     uv_timer_t s3_timer; /* periodic listing */
@@ -106,7 +130,10 @@ typedef struct ml_collector {
     unsigned collector_id; /* 0 without a bucket; see ml_stamp_make() */
     uint32_t s3_round;     /* listings started */
     bool s3_listing;
-    int s3_uploads; /* in flight */
+    int s3_uploads;         /* in flight */
+    uint32_t drain_ms;      /* shutdown: how long uploads in flight may take */
+    bool s3_draining;       /* shutdown is waiting for uploads (s3_sync.c) */
+    uv_timer_t drain_timer; /* initialised with the bucket */
     struct pending_delete *s3_deletes;
     struct ml_s3_fetch *s3_fetches;
     /* Retention (retention.c): 0 means no limit. */
@@ -148,17 +175,30 @@ void ml_collector_dispose(ml_collector *c);
  * releases their ingest state. */
 void ml_collector_housekeeping(ml_collector *c);
 
-/* Group commit: remembers that r's journal has records appended without
- * sync (ingest, between handling a request and sending its reply). */
+/* Group commit (commit.c): remembers that r's journal has records
+ * appended without sync (ingest, between handling a request and sending
+ * its reply). No-op without group commit. Loop thread. */
 void ml_collector_note_unsynced(ml_collector *c, ml_run *r);
 
-/* Makes every noted journal durable (one fdatasync each). A run whose sync
- * failed loses its unsynced records and its ingest state (reloaded from
- * the journal on the next request), and the call returns that -errno so
- * the pending replies are not sent. Returns 0 or -errno. Loop thread. */
+/* The ingest flush hook (ingest.h): takes the journals noted so far and
+ * fdatasyncs them concurrently on the libuv thread pool, then completes
+ * the group with ml_ingest_flushed() from the loop: 0 when every one is
+ * durable, else the first -errno (a journal whose sync failed is cut
+ * back and broken; its run reloads its ingest state on the next request).
+ * Holds a close_pending reference while in flight. Loop thread. */
+void ml_collector_commit(void *collector, ml_ingest *in);
+
+/* Makes every noted journal durable now, on the loop (spool import). The
+ * journals stay noted for the next group commit (a no-op for them then,
+ * unless this failed). Returns 0 or the first -errno. Loop thread. */
 int ml_collector_sync(ml_collector *c);
 
-/* Loads r's ingest state from its journal when not loaded yet. Returns 0
+/* Drops the journals noted and not yet handed to a group commit (their
+ * records are not acknowledged). Loop thread; collector close. */
+void ml_collector_drop_unsynced(ml_collector *c);
+
+/* Loads r's ingest state from its journal when not loaded yet, or again
+ * when its journal is broken (a failed sync cut records away). Returns 0
  * or -errno. */
 int ml_collector_ensure_live(ml_collector *c, ml_run *r);
 

@@ -1,5 +1,6 @@
 #include "ingest.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,6 +13,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "hosted.h"
+#include "ingest_pipes.h"
 #include "log.h"
 #include "mem.h"
 #include "tls.h"
@@ -33,7 +35,11 @@ typedef struct slot {
     nng_msg *msg;        /* the request while queued for the loop */
     struct slot *next;   /* queue link */
     uint32_t close_pipe; /* nng pipe id to close once the reply is sent; 0: none */
+    uint32_t pipe;       /* the pipe the request came on (idle clock) */
 } slot;
+
+/* Most idle pipes closed per timer tick (the rest on the next ticks). */
+#define IDLE_CLOSE_MAX 256
 
 struct ml_ingest {
     nng_socket sock;
@@ -41,8 +47,23 @@ struct ml_ingest {
     slot *slots;
     int nslots;
     ml_ingest_handler fn;
-    int (*flush)(void *arg); /* group commit hook, may be NULL */
+    ml_ingest_flush_fn flush; /* group commit hook, may be NULL */
     void *arg;
+    /* Group commit (loop thread): replies built and waiting. "group" grows
+     * while "flushing" (the previous group) is being made durable; at most
+     * one group is flushing at a time. */
+    slot *group, **group_tail;
+    slot *flushing;
+    bool flush_busy;    /* the flush hook has not called ml_ingest_flushed() yet */
+    int handles_open;   /* async and idle timer, until their close callbacks ran */
+    bool handle_closed; /* both closed: free once no flush is busy */
+    /* Idle timeout: every pipe's last complete request; the timer closes
+     * pipes idle for idle_ms (0: never). */
+    ml_pipes pipes_clock;
+    uint64_t idle_ms;
+    uv_timer_t idle_timer;
+    bool idle_timer_on;
+    atomic_ulong idle_closed;
     char *url;
     atomic_bool closing;
     uv_async_t async;
@@ -194,6 +215,8 @@ static void on_aio(void *arg)
     } else if (rv == 0) {
         nng_msg *msg = nng_aio_get_msg(s->aio);
         uint32_t pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
+        s->pipe = pipe_id;
+        ml_pipes_touch(&in->pipes_clock, pipe_id, ml_pipes_now_ms());
         if (in->max_pipes && refused_take(in, pipe_id)) {
             if (refuse_request(in, s, msg, pipe_id))
                 return;
@@ -246,20 +269,74 @@ static void send_reply(slot *s, bool ok)
         nng_ctx_recv(s->ctx, s->aio);
         return;
     }
+    /* A reply that waited long for its sync must not count as idleness. */
+    ml_pipes_touch(&s->in->pipes_clock, s->pipe, ml_pipes_now_ms());
     s->state = SLOT_SEND;
     nng_aio_set_msg(s->aio, msg);
     nng_ctx_send(s->ctx, s->aio);
 }
 
-void ml_ingest_set_flush(ml_ingest *in, int (*flush)(void *arg))
+void ml_ingest_set_flush(ml_ingest *in, ml_ingest_flush_fn flush)
 {
     in->flush = flush;
+}
+
+/* Loop thread: the in-flight group is done (its replies sent, or dropped
+ * when status != 0 or when closing). */
+static void finish_group(ml_ingest *in, slot *s, bool ok)
+{
+    while (s) {
+        slot *next = s->next;
+        if (atomic_load(&in->closing)) { /* nng is closed: nothing can be sent */
+            atomic_fetch_sub(&in->replying, 1);
+            nng_msg_free(s->msg);
+            s->msg = NULL;
+        } else
+            send_reply(s, ok);
+        s = next;
+    }
+}
+
+static void free_ingest(ml_ingest *in);
+
+/* Loop thread: hands the waiting group to the flush hook unless one is
+ * already in flight (then it goes when that one completes). */
+static void start_flush(ml_ingest *in)
+{
+    if (in->flush_busy || in->group == NULL)
+        return;
+    slot *g = in->group;
+    in->group = NULL;
+    in->group_tail = &in->group;
+    if (in->flush == NULL) {
+        finish_group(in, g, true);
+        return;
+    }
+    in->flushing = g;
+    in->flush_busy = true;
+    in->flush(in->arg, in); /* may call ml_ingest_flushed() at once */
+}
+
+void ml_ingest_flushed(ml_ingest *in, int status)
+{
+    assert(in->flush_busy);
+    slot *g = in->flushing;
+    in->flushing = NULL;
+    in->flush_busy = false;
+    if (status != 0 && !atomic_load(&in->closing))
+        ml_error("ingest: storage sync failed (%s); %s replies dropped (clients resend)",
+                 strerror(-status), "the group's");
+    finish_group(in, g, status == 0);
+    if (in->handle_closed) { /* ml_ingest_close() ran while this group was in flight */
+        free_ingest(in);
+        return;
+    }
+    start_flush(in);
 }
 
 static void on_async(uv_async_t *h)
 {
     ml_ingest *in = h->data;
-    slot *done = NULL, **tail = &done; /* answered, reply not sent yet */
     for (;;) {
         pthread_mutex_lock(&in->mu);
         slot *s = in->head;
@@ -280,17 +357,43 @@ static void on_async(uv_async_t *h)
         if (serve(in, s)) {
             atomic_fetch_add(&in->replying, 1);
             s->next = NULL;
-            *tail = s;
-            tail = &s->next;
+            *in->group_tail = s;
+            in->group_tail = &s->next;
         }
     }
-    bool ok = done == NULL || in->flush == NULL || in->flush(in->arg) == 0;
-    if (!ok)
-        ml_error("ingest: storage sync failed; replies dropped (clients resend)");
-    while (done) {
-        slot *s = done;
-        done = s->next;
-        send_reply(s, ok);
+    start_flush(in);
+}
+
+/* Loop thread: closes the pipes idle for longer than the timeout. nng
+ * reports their removal (on_pipe), which forgets them. */
+static void on_idle_timer(uv_timer_t *t)
+{
+    ml_ingest *in = t->data;
+    uint32_t ids[IDLE_CLOSE_MAX];
+    size_t n =
+        ml_pipes_expired(&in->pipes_clock, ml_pipes_now_ms(), in->idle_ms, ids, IDLE_CLOSE_MAX);
+    for (size_t i = 0; i < n; i++) {
+        nng_pipe p = NNG_PIPE_INITIALIZER;
+        p.id = ids[i];
+        nng_pipe_close(p);
+    }
+    if (n > 0) {
+        atomic_fetch_add(&in->idle_closed, n);
+        ml_debug("ingest: closed %zu connections idle for %llu ms", n,
+                 (unsigned long long)in->idle_ms);
+    }
+}
+
+void ml_ingest_set_idle_timeout(ml_ingest *in, uint64_t ms)
+{
+    in->idle_ms = ms;
+    if (in->idle_timer_on)
+        uv_timer_stop(&in->idle_timer);
+    in->idle_timer_on = ms > 0;
+    if (ms > 0) {
+        /* A pipe is closed between ms and ms + period after its last request. */
+        uint64_t period = ms / 4 < 1000 ? (ms / 4 > 10 ? ms / 4 : 10) : 1000;
+        uv_timer_start(&in->idle_timer, on_idle_timer, period, period);
     }
 }
 
@@ -317,6 +420,7 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
     ml_ingest *in = arg;
     uint32_t id = (uint32_t)nng_pipe_id(p);
     if (ev == NNG_PIPE_EV_ADD_PRE) {
+        ml_pipes_add(&in->pipes_clock, id, ml_pipes_now_ms());
         unsigned n = atomic_fetch_add(&in->pipes, 1) + 1;
         if (in->max_pipes && n > in->max_pipes) {
             bool kept = refused_put(in, id);
@@ -326,6 +430,7 @@ static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
                 nng_pipe_close(p); /* REM_POST follows and undoes the count */
         }
     } else if (ev == NNG_PIPE_EV_REM_POST) {
+        ml_pipes_remove(&in->pipes_clock, id);
         atomic_fetch_sub(&in->pipes, 1);
         if (in->max_pipes)
             refused_take(in, id); /* closed before it sent anything */
@@ -381,6 +486,7 @@ static void free_ingest(ml_ingest *in)
 {
     pthread_mutex_destroy(&in->mu);
     pthread_mutex_destroy(&in->refused_mu);
+    ml_pipes_dispose(&in->pipes_clock);
     if (in->tls)
         nng_tls_config_free(in->tls);
     free(in->slots);
@@ -388,9 +494,16 @@ static void free_ingest(ml_ingest *in)
     free(in);
 }
 
+/* Once both handles (async, idle timer) are closed: free unless a flush is in
+ * flight, in which case ml_ingest_flushed() frees. */
 static void on_closed(uv_handle_t *h)
 {
-    free_ingest(h->data);
+    ml_ingest *in = h->data;
+    if (--in->handles_open > 0)
+        return;
+    in->handle_closed = true;
+    if (!in->flush_busy)
+        free_ingest(in);
 }
 
 /* Closes nng (all callbacks finished on return) and frees queued requests. */
@@ -404,6 +517,14 @@ static void stop_nng(ml_ingest *in)
     for (slot *s = in->head; s; s = s->next)
         nng_msg_free(s->msg);
     in->head = in->tail = NULL;
+    /* Replies waiting for a flush that has not started: never sent. */
+    for (slot *s = in->group; s; s = s->next) {
+        atomic_fetch_sub(&in->replying, 1);
+        nng_msg_free(s->msg);
+        s->msg = NULL;
+    }
+    in->group = NULL;
+    in->group_tail = &in->group;
 }
 
 int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_handler fn,
@@ -422,15 +543,22 @@ int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_h
     atomic_init(&in->replying, 0);
     atomic_init(&in->refused_total, 0);
     atomic_init(&in->pipes, 0);
+    atomic_init(&in->idle_closed, 0);
+    in->group_tail = &in->group;
+    ml_pipes_init(&in->pipes_clock);
     int rv = uv_async_init(loop, &in->async, on_async);
     if (rv != 0) {
         free_ingest(in);
         return rv;
     }
     in->async.data = in;
+    in->handles_open = 2;
+    uv_timer_init(loop, &in->idle_timer);
+    in->idle_timer.data = in;
     if ((rv = open_socket(in, url, hosted)) != 0) {
         ml_error("ingest: cannot listen on %s: %s", url, nng_strerror(rv));
         stop_nng(in);
+        uv_close((uv_handle_t *)&in->idle_timer, on_closed);
         uv_close((uv_handle_t *)&in->async, on_closed);
         return ml_err_from_nng(rv);
     }
@@ -455,10 +583,12 @@ void ml_ingest_get_stats(ml_ingest *in, ml_ingest_stats *out)
     out->connections = atomic_load(&in->pipes);
     out->contexts = (unsigned)in->nslots;
     out->refused_connections = atomic_load(&in->refused_total);
+    out->idle_closed = atomic_load(&in->idle_closed);
 }
 
 void ml_ingest_close(ml_ingest *in)
 {
     stop_nng(in);
+    uv_close((uv_handle_t *)&in->idle_timer, on_closed);
     uv_close((uv_handle_t *)&in->async, on_closed);
 }

@@ -17,8 +17,13 @@
 
 #include <uv.h>
 
-/* Contexts (requests in flight) of an ingest socket by default. */
-#define ML_INGEST_CONTEXTS 8
+/* Contexts (requests in flight) of an ingest socket by default. Every one
+ * of them can be waiting for the group commit at once: with many clients,
+ * the more requests one fdatasync round covers, the more batches per
+ * second the collector takes (1 000 clients flushing every second need
+ * about as many). A context costs an nng aio; its request's memory is
+ * held by the pipe anyway until a context takes it. */
+#define ML_INGEST_CONTEXTS 1024
 
 /* Handles one request (len bytes at req) on the loop thread and always
  * produces a reply: *reply is malloc'd (*reply_len bytes) and owned by the
@@ -39,11 +44,26 @@ struct ml_hosted;
 int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_handler fn,
                     void *arg, const struct ml_hosted *hosted, ml_ingest **out);
 
-/* Group commit (optional): after the loop has handled every queued
- * request, flush(arg) runs before any of their replies is sent, so one
- * fdatasync can cover them all. A nonzero return drops those replies (the
- * clients time out and resend; resends are idempotent). Loop thread. */
-void ml_ingest_set_flush(ml_ingest *in, int (*flush)(void *arg));
+/* Group commit (optional). The replies of the requests the loop handled
+ * wait in a group; flush(arg, in) starts making the group's records
+ * durable and, once they are (or could not be), calls
+ * ml_ingest_flushed(in, status) on the loop thread, possibly from within
+ * flush. One group is in flight at a time: requests handled meanwhile
+ * form the next group, handed over when this one completes. Loop thread. */
+typedef void (*ml_ingest_flush_fn)(void *arg, ml_ingest *in);
+void ml_ingest_set_flush(ml_ingest *in, ml_ingest_flush_fn flush);
+
+/* Completes the group handed to the flush hook: status 0 sends its
+ * replies; nonzero drops them (the clients time out and resend; resends
+ * are idempotent). Also after ml_ingest_close(): then nothing is sent and
+ * the ingest is freed here if it was waiting for this. Loop thread. */
+void ml_ingest_flushed(ml_ingest *in, int status);
+
+/* Idle timeout: a connection that completed no request for ms (and sent
+ * nothing, or only part of a message) is closed; a client's nng dialer
+ * reconnects by itself when it next has something to send. 0 (the
+ * default) keeps idle connections forever. Loop thread. */
+void ml_ingest_set_idle_timeout(ml_ingest *in, uint64_t ms);
 
 /* The URL clients dial: url with the port nng actually bound. Borrowed. */
 const char *ml_ingest_url(const ml_ingest *in);
@@ -56,6 +76,7 @@ typedef struct ml_ingest_stats {
     unsigned connections;
     unsigned contexts;                 /* requests that can be in flight at once */
     unsigned long refused_connections; /* requests answered "too many connections" */
+    unsigned long idle_closed;         /* connections closed by the idle timeout */
 } ml_ingest_stats;
 
 /* Fills *out with a snapshot (each counter read atomically; together they
@@ -63,8 +84,9 @@ typedef struct ml_ingest_stats {
 void ml_ingest_get_stats(ml_ingest *in, ml_ingest_stats *out);
 
 /* Stops receiving, closes the socket (waiting for nng callbacks to finish;
- * unanswered requests are dropped) and closes the loop handle; the memory
- * is freed once the loop has run the close callback. Loop thread. */
+ * unanswered requests are dropped) and closes the loop handles; the memory
+ * is freed once the loop has run the close callbacks and any flush in
+ * flight has called ml_ingest_flushed(). Loop thread. */
 void ml_ingest_close(ml_ingest *in);
 
 /* Translates an nng error code to a negative errno. */

@@ -1,5 +1,6 @@
 #include "journal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -18,6 +19,10 @@ struct ml_journal {
     uint64_t size;   /* invariant: end of the last complete record */
     uint64_t synced; /* invariant: synced <= size; bytes below are durable */
     int lost;        /* -errno when unsynced records were cut away; reported by sync */
+    bool broken;     /* records were cut away: the writer's derived state is stale */
+    uint64_t cuts;   /* how many times complete records were cut away */
+    unsigned refs;   /* the owner's plus one per group sync holding the journal */
+    uint64_t group;  /* ml_journal_note_group() */
 };
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -162,6 +167,7 @@ int ml_journal_open(const char *path, ml_journal **out)
     ml_journal *j = ml_xcalloc(1, sizeof(*j));
     j->fd = fd;
     j->size = j->synced = end;
+    j->refs = 1;
     *out = j;
     return 0;
 fail:
@@ -184,6 +190,25 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
     return 0;
 }
 
+/* Cuts the file back to keep (<= size). Losing complete records (keep <
+ * size) is remembered: rv is reported by every later sync (whoever still
+ * holds unacknowledged records of this journal must not ack them), the
+ * journal is marked broken (the writer reloads from the file into a new
+ * journal) and in-flight tickets see the cut (cuts). */
+static void cut_back(ml_journal *j, uint64_t keep, int rv)
+{
+    if (keep < j->size) {
+        j->lost = rv;
+        j->broken = true;
+        j->cuts++;
+    }
+    if (ftruncate(j->fd, (off_t)keep) != 0)
+        ml_error("journal: cannot cut back to %llu: %s", (unsigned long long)keep, strerror(errno));
+    j->size = keep;
+    if (j->synced > keep)
+        j->synced = keep;
+}
+
 int ml_journal_append(ml_journal *j, uint8_t type, const void *payload, size_t len, bool sync)
 {
     if (!type_known(type) || len > ML_JOURNAL_MAX_PAYLOAD)
@@ -203,12 +228,7 @@ int ml_journal_append(ml_journal *j, uint8_t type, const void *payload, size_t l
         /* Never leave a partial record behind a good prefix. A failed
          * fdatasync may have lost earlier unsynced records too: cut back to
          * what is known durable. */
-        uint64_t keep = sync ? j->synced : j->size;
-        if (keep < j->size)
-            j->lost = rv;
-        if (ftruncate(j->fd, (off_t)keep) != 0)
-            ml_error("journal: cannot cut back a failed append: %s", strerror(errno));
-        j->size = keep;
+        cut_back(j, sync ? j->synced : j->size, rv);
         return rv;
     }
     j->size += total;
@@ -217,26 +237,63 @@ int ml_journal_append(ml_journal *j, uint8_t type, const void *payload, size_t l
     return 0;
 }
 
-int ml_journal_sync(ml_journal *j)
+int ml_journal_sync_begin(ml_journal *j, ml_journal_ticket *t)
 {
-    if (j->lost) {
-        int rv = j->lost;
-        j->lost = 0;
-        return rv;
-    }
+    if (j->lost)
+        return j->lost; /* sticky: every group still holding j carries lost records */
     if (j->synced == j->size)
-        return 0;
-    if (fdatasync(j->fd) != 0) {
-        int rv = -errno;
+        return 1;
+    t->target = j->size;
+    t->cuts = j->cuts;
+    return 0;
+}
+
+int ml_journal_sync_fd(const ml_journal *j)
+{
+    return fdatasync(j->fd) == 0 ? 0 : -errno;
+}
+
+int ml_journal_sync_end(ml_journal *j, const ml_journal_ticket *t, int rv)
+{
+    if (rv != 0) {
         /* After a failed fdatasync the kernel may have dropped the dirty
          * pages: nothing past the last good sync can be trusted. */
-        if (ftruncate(j->fd, (off_t)j->synced) != 0)
-            ml_error("journal: cannot cut back after a failed sync: %s", strerror(errno));
-        j->size = j->synced;
+        cut_back(j, j->synced, rv);
         return rv;
     }
-    j->synced = j->size;
+    if (t->cuts != j->cuts)
+        return -EIO; /* records of the ticket were cut meanwhile (reported there) */
+    assert(t->target <= j->size);
+    if (t->target > j->synced)
+        j->synced = t->target;
     return 0;
+}
+
+int ml_journal_sync(ml_journal *j)
+{
+    ml_journal_ticket t;
+    int rv = ml_journal_sync_begin(j, &t);
+    if (rv != 0)
+        return rv > 0 ? 0 : rv;
+    return ml_journal_sync_end(j, &t, ml_journal_sync_fd(j));
+}
+
+bool ml_journal_broken(const ml_journal *j)
+{
+    return j->broken;
+}
+
+void ml_journal_ref(ml_journal *j)
+{
+    j->refs++;
+}
+
+bool ml_journal_note_group(ml_journal *j, uint64_t group)
+{
+    if (j->group == group)
+        return false;
+    j->group = group;
+    return true;
 }
 
 bool ml_journal_pending(const ml_journal *j)
@@ -251,7 +308,7 @@ uint64_t ml_journal_size(const ml_journal *j)
 
 void ml_journal_close(ml_journal *j)
 {
-    if (j == NULL)
+    if (j == NULL || --j->refs > 0)
         return;
     close(j->fd);
     free(j);

@@ -17,7 +17,10 @@
  * valid, nothing after it is trusted. A writer opening an existing journal
  * cuts such a tail off before appending.
  *
- * Blocking file I/O; one journal is used from one thread at a time.
+ * Blocking file I/O on the thread that owns the journal (the loop in the
+ * collector). The one exception is ml_journal_sync_fd(), which a worker
+ * thread may run while the owner goes on appending: that is how the group
+ * commit syncs many journals at once (collector.c).
  */
 #ifndef ML_COLLECTOR_JOURNAL_H
 #define ML_COLLECTOR_JOURNAL_H
@@ -59,15 +62,56 @@ uint64_t ml_journal_size(const ml_journal *j);
  * yet durable. ml_journal_sync() makes every such record durable with one
  * fdatasync; a caller acknowledges them only after it returns 0. On
  * failure the file is cut back to the last durable size (the unsynced
- * records are gone: the caller must forget what it derived from them,
- * e.g. by releasing and reloading the run's ingest state).
- * Returns 0 (also when nothing was pending) or -errno. */
+ * records are gone and the journal is broken: the caller must forget what
+ * it derived from them, e.g. by releasing and reloading the run's ingest
+ * state). Returns 0 (also when nothing was pending) or -errno. */
 int ml_journal_sync(ml_journal *j);
+
+/* ml_journal_sync() in three steps, so that the fdatasync can run on a
+ * worker thread while the owner goes on appending: begin (owner thread)
+ * takes a ticket for every record appended so far; sync_fd (any thread)
+ * is the fdatasync; end (owner thread) passes sync_fd's result and
+ * returns 0 when every record of the ticket is durable. */
+typedef struct ml_journal_ticket {
+    uint64_t target; /* the records below this offset */
+    uint64_t cuts;   /* detects records cut away between begin and end */
+} ml_journal_ticket;
+
+/* Returns 0 with *t set (call sync_fd and end), 1 when nothing is pending
+ * (done, no ticket), or the -errno of records that were cut away (they
+ * must not be acknowledged; no ticket; from then on every sync of this
+ * broken journal reports it). */
+int ml_journal_sync_begin(ml_journal *j, ml_journal_ticket *t);
+
+/* fdatasync of the file. Any thread, while the caller holds a reference
+ * (ml_journal_ref). Returns 0 or -errno. */
+int ml_journal_sync_fd(const ml_journal *j);
+
+/* Completes a ticket with rv, the result of ml_journal_sync_fd(). On
+ * failure cuts the file back to the last durable size (broken).
+ * Returns 0 when the ticket's records are durable, rv, or -EIO when some
+ * of them were cut away meanwhile by a failed append. */
+int ml_journal_sync_end(ml_journal *j, const ml_journal_ticket *t, int rv);
+
+/* True once complete records were cut away (a failed sync, or a failed
+ * synced append that lost unsynced records): whatever the writer derived
+ * from the journal must be rebuilt by reading it again. */
+bool ml_journal_broken(const ml_journal *j);
 
 /* True when records were appended since the last successful sync. */
 bool ml_journal_pending(const ml_journal *j);
 
-/* Closes the file and frees j (NULL is fine). */
+/* Takes one more reference: the journal stays open (its fd valid) until
+ * every holder called ml_journal_close(). Owner thread. */
+void ml_journal_ref(ml_journal *j);
+
+/* Group commit bookkeeping: true the first time it is called with this
+ * group number (the journal joins that group), false after. Owner
+ * thread; group numbers start at 1. */
+bool ml_journal_note_group(ml_journal *j, uint64_t group);
+
+/* Drops a reference; the last one closes the file and frees j (NULL is
+ * fine). */
 void ml_journal_close(ml_journal *j);
 
 /* Called for each valid record; offset is where the record starts. A

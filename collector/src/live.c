@@ -139,6 +139,7 @@ int ml_live_open(ml_run *r, const char *path)
         return rv;
     }
     ml_run_status status = r->status;
+    l->meta_status = status;
     r->samples = r->logs = r->batches = 0;
     r->dropped_samples = r->dropped_logs = 0;
     r->end_us = 0;

@@ -22,6 +22,7 @@ struct ml_live {
     uint64_t acked_seq; /* every seq in 1..acked_seq is stored */
     uint64_t *ahead;    /* stored seqs above acked_seq + 1, ascending */
     size_t nahead, capahead;
+    ml_run_status meta_status; /* the status run.json has on disk, as far as known */
 };
 
 /* Loads the run's state from its journal at path (creating the journal

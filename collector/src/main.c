@@ -46,6 +46,12 @@ static const char usage[] =
     "  --ui DIR                web UI files (default: the built UI, if any)\n"
     "  --allow-remote          allow listening on non-loopback addresses\n"
     "  --live-timeout SECONDS  a live run silent this long is closed as incomplete (60)\n"
+    "  --ingest-idle-timeout SECONDS  close an ingest connection that completed no\n"
+    "                          request for this long, e.g. a peer stalled mid-message\n"
+    "                          (300; 0: never); clients reconnect by themselves\n"
+    "  --drain-timeout SECONDS on SIGTERM/SIGINT, how long S3 uploads in flight may\n"
+    "                          take before they are aborted (10; 0: abort at once);\n"
+    "                          aborted runs are uploaded at the next start\n"
     "  --retain-days DAYS      delete runs started more than DAYS days ago\n"
     "  --retain-bytes BYTES    keep at most BYTES (K, M, G suffixes) of runs per team,\n"
     "                          deleting the oldest finished runs first\n"
@@ -218,7 +224,9 @@ static int parse_args(int argc, char **argv, options *o)
         O_RETAIN_DAYS,
         O_RETAIN_BYTES,
         O_S3_LIST,
-        O_COLLECTOR_ID
+        O_COLLECTOR_ID,
+        O_IDLE_TIMEOUT,
+        O_DRAIN_TIMEOUT
     };
     static const struct option longopts[] = {
         {"standalone", no_argument, NULL, O_STANDALONE},
@@ -231,6 +239,8 @@ static int parse_args(int argc, char **argv, options *o)
         {"ready-file", required_argument, NULL, O_READY},
         {"allow-remote", no_argument, NULL, O_REMOTE},
         {"live-timeout", required_argument, NULL, O_LIVE_TIMEOUT},
+        {"ingest-idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
+        {"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
         {"retain-days", required_argument, NULL, O_RETAIN_DAYS},
         {"retain-bytes", required_argument, NULL, O_RETAIN_BYTES},
         {"s3-list-interval", required_argument, NULL, O_S3_LIST},
@@ -282,6 +292,20 @@ static int parse_args(int argc, char **argv, options *o)
             if (parse_seconds_ms(optarg, 0, false, &o->cfg.live_timeout_ms) != 0)
                 return usage_error("--live-timeout wants seconds in (0, 86400], not \"%s\"",
                                    optarg);
+            break;
+        case O_IDLE_TIMEOUT:
+            if (parse_seconds_ms(optarg, 0, true, &o->cfg.ingest_idle_ms) != 0)
+                return usage_error("--ingest-idle-timeout wants seconds in [0, 86400], not \"%s\"",
+                                   optarg);
+            if (o->cfg.ingest_idle_ms == 0)
+                o->cfg.ingest_idle_ms = UINT32_MAX; /* never */
+            break;
+        case O_DRAIN_TIMEOUT:
+            if (parse_seconds_ms(optarg, 0, true, &o->cfg.drain_ms) != 0)
+                return usage_error("--drain-timeout wants seconds in [0, 86400], not \"%s\"",
+                                   optarg);
+            if (o->cfg.drain_ms == 0)
+                o->cfg.drain_ms = UINT32_MAX; /* no drain: abort at once */
             break;
         case O_RETAIN_DAYS: {
             char *end;
@@ -474,6 +498,10 @@ int main(int argc, char **argv)
                     "and write every run");
     }
 
+    /* The group commit syncs many journals at once on the thread pool
+     * (commit.c); libuv sizes the pool when it is first used. */
+    if (getenv("UV_THREADPOOL_SIZE") == NULL)
+        setenv("UV_THREADPOOL_SIZE", ML_THREADPOOL_SIZE, 1);
     uv_loop_t *loop = uv_default_loop();
     ml_collector c;
     int rv = ml_collector_start(&c, loop, &o.cfg);

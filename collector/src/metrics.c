@@ -84,6 +84,9 @@ int ml_http_metrics_on_req(h2o_handler_t *self, h2o_req_t *req)
         metric(&b, "microlog_ingest_refused_connections_total", "counter",
                "Requests answered \"too many connections\" (over --max-connections).",
                (double)is.refused_connections);
+        metric(&b, "microlog_ingest_idle_closed_total", "counter",
+               "Connections closed by the ingest idle timeout (--ingest-idle-timeout).",
+               (double)is.idle_closed);
     }
     if (c->s3) {
         const ml_s3_stats *st = ml_s3_get_stats(c->s3);

@@ -61,7 +61,8 @@ struct ml_s3 {
     char *base_url; /* scheme://host[:port][/bucket] */
     CURLM *multi;
     uv_timer_t timer;
-    s3_req *reqs; /* every request not yet finished */
+    s3_req *reqs;           /* every request not yet finished */
+    struct sock_ctx *socks; /* every socket curl asked us to watch, until REMOVE */
     int open_handles;
     bool closing;
     void (*closed)(void *arg);
@@ -73,6 +74,7 @@ typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     ml_s3 *s;
+    struct sock_ctx *prev, *next; /* ml_s3.socks */
 } sock_ctx;
 
 static char *dup_or_null(const char *s)
@@ -227,6 +229,20 @@ static void on_handle_closed(uv_handle_t *h)
         s->closed(s->closed_arg);
 }
 
+/* Stops watching sc's socket and closes its handle (freed in the close
+ * callback). */
+static void sock_close(ml_s3 *s, sock_ctx *sc)
+{
+    if (sc->prev)
+        sc->prev->next = sc->next;
+    else
+        s->socks = sc->next;
+    if (sc->next)
+        sc->next->prev = sc->prev;
+    uv_poll_stop(&sc->poll);
+    uv_close((uv_handle_t *)&sc->poll, on_handle_closed);
+}
+
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)easy;
@@ -234,9 +250,9 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     sock_ctx *sc = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (sc) {
-            uv_poll_stop(&sc->poll);
-            uv_close((uv_handle_t *)&sc->poll, on_handle_closed);
-            curl_multi_assign(s->multi, fd, NULL);
+            sock_close(s, sc);
+            if (s->multi)
+                curl_multi_assign(s->multi, fd, NULL);
         }
         return 0;
     }
@@ -250,6 +266,10 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         }
         sc->poll.data = sc;
         s->open_handles++;
+        sc->next = s->socks;
+        if (s->socks)
+            s->socks->prev = sc;
+        s->socks = sc;
         curl_multi_assign(s->multi, fd, sc);
     }
     int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
@@ -649,6 +669,11 @@ void ml_s3_close(ml_s3 *s, void (*closed)(void *arg), void *arg)
         req_finish(s->reqs, -ECANCELED);
     curl_multi_cleanup(s->multi);
     s->multi = NULL;
+    /* A socket curl never reported removed (a cached connection closed
+     * inside the cleanup, say) would keep its poll handle, and with it
+     * the collector's shutdown, open forever. */
+    while (s->socks)
+        sock_close(s, s->socks);
     close_ctx *cc = ml_xcalloc(1, sizeof(*cc));
     cc->closed = closed;
     cc->arg = arg;

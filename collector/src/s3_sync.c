@@ -44,10 +44,13 @@ typedef struct upload {
     bool meta_sent;
 } upload;
 
+static void drain_check(ml_collector *c);
+
 static void upload_end(upload *u, int rv)
 {
     ml_collector *c = u->c;
     c->s3_uploads--;
+    drain_check(c);
     ml_run *r = find_same(c, u->id, u->uid);
     if (r && rv != -ECANCELED) {
         r->uploading = false;
@@ -79,7 +82,7 @@ static void upload_step(void *arg, int rv, const char *body, size_t len)
     upload *u = arg;
     ml_collector *c = u->c;
     ml_run *r = find_same(c, u->id, u->uid);
-    if (rv != 0 || u->meta_sent || r == NULL || c->closing) {
+    if (rv != 0 || u->meta_sent || r == NULL || (c->closing && !c->s3_draining)) {
         upload_end(u, r == NULL && rv == 0 ? -ECANCELED : rv);
         return;
     }
@@ -411,6 +414,8 @@ void ml_s3sync_start(ml_collector *c)
 {
     uv_timer_init(c->loop, &c->s3_timer);
     c->s3_timer.data = c;
+    uv_timer_init(c->loop, &c->drain_timer);
+    c->drain_timer.data = c;
     c->s3_round = 1; /* runs loaded from disk are round 0: older than any listing */
     pending_load(c);
     uv_timer_start(&c->s3_timer, on_list_timer, 0, c->s3_list_ms);
@@ -545,6 +550,50 @@ static void on_s3_closed(void *arg)
 static void on_s3_timer_closed(uv_handle_t *h)
 {
     ml_collector_release_pending(h->data);
+}
+
+/* ---- shutdown drain ---- */
+
+static void on_drain_closed(uv_handle_t *h)
+{
+    ml_collector_release_pending(h->data);
+}
+
+/* The drain is over (uploads done, or the deadline): cancel the rest. */
+static void on_drain_end(uv_timer_t *t)
+{
+    ml_collector *c = t->data;
+    if (!c->s3_draining)
+        return;
+    c->s3_draining = false;
+    if (c->s3_uploads > 0)
+        ml_warn("s3: %d upload(s) still in flight after %u ms; aborting them (those runs are "
+                "uploaded at the next start)",
+                c->s3_uploads, c->drain_ms);
+    ml_s3sync_close(c);
+    uv_close((uv_handle_t *)&c->drain_timer, on_drain_closed);
+}
+
+/* Called as uploads end: the last one ends the drain, on the next loop
+ * turn (not from within the S3 client's completion). */
+static void drain_check(ml_collector *c)
+{
+    if (c->s3_draining && c->s3_uploads == 0)
+        uv_timer_start(&c->drain_timer, on_drain_end, 0, 0);
+}
+
+void ml_s3sync_drain(ml_collector *c)
+{
+    if (c->s3 == NULL)
+        return;
+    c->close_pending++; /* released when the drain timer is closed */
+    c->s3_draining = true;
+    if (c->s3_uploads == 0 || c->drain_ms == UINT32_MAX) {
+        on_drain_end(&c->drain_timer);
+        return;
+    }
+    ml_info("s3: waiting up to %u ms for %d upload(s) in flight", c->drain_ms, c->s3_uploads);
+    uv_timer_start(&c->drain_timer, on_drain_end, c->drain_ms, 0);
 }
 
 void ml_s3sync_close(ml_collector *c)

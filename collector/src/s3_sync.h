@@ -23,6 +23,11 @@ void ml_s3sync_start(ml_collector *c);
  * close_pending reference until they are closed. */
 void ml_s3sync_close(ml_collector *c);
 
+/* Shutdown: lets the uploads in flight finish (no new ones start) for at
+ * most c->drain_ms, then ml_s3sync_close(); holds a close_pending
+ * reference meanwhile. Loop thread; once, from ml_collector_close(). */
+void ml_s3sync_drain(ml_collector *c);
+
 /* Uploads r (recorded, not remote) unless an upload is in flight or
  * backing off. On failure retried by housekeeping with backoff. */
 void ml_s3sync_upload(ml_collector *c, ml_run *r);
