@@ -205,7 +205,7 @@ static void store_batch(ml_collector *c, ml_run *r, const Microlog__V1__Batch *b
                0) {
         storage_error(res, "cannot store the batch", rv);
     } else {
-        /* With group commit the ack waits for ml_collector_sync(). */
+        /* With group commit the ack waits for ml_collector_commit(). */
         ml_collector_note_unsynced(c, r);
         ml_live_commit_batch(r->live, r, b);
         if (r->status == ML_RUN_INCOMPLETE && !r->closed) {

@@ -7,7 +7,9 @@ Ingest: ML_SOAK_CLIENTS (default 20) paced clients at a time (loadgen_storage.c,
 the real protocol), each a run of 4 threads at 100 Hz lasting
 ML_SOAK_RUN_SECONDS (default 30); when a wave ends the next starts, so runs
 keep opening, closing and being compacted. Queries: one thread loops over
-the run list, the newest run's timeline, flame graph and log, and /metrics.
+the run list, the newest run's timeline, flame graph and log, and /metrics,
+pausing ML_SOAK_QUERY_PAUSE seconds between rounds (default 0: as fast as
+one thread goes; a pause leaves CPU to other work on a shared machine).
 
 Printed and written to $ML_BENCH_OUT: the RSS curve, the flatness after
 warm-up (least-squares slope of RSS over the last half of the run, in
@@ -41,6 +43,7 @@ SECONDS = float(os.environ.get("ML_SOAK_SECONDS", "3600"))
 INTERVAL = float(os.environ.get("ML_SOAK_INTERVAL", "5"))
 CLIENTS = int(os.environ.get("ML_SOAK_CLIENTS", "20"))
 RUN_SECONDS = int(os.environ.get("ML_SOAK_RUN_SECONDS", "30"))
+QUERY_PAUSE = float(os.environ.get("ML_SOAK_QUERY_PAUSE", "0"))
 SAMPLES_PER_BATCH = 400
 
 
@@ -70,6 +73,8 @@ def querier(http: str, stop: threading.Event, counts: dict) -> None:
                     counts["ok"] += 1
             get("/metrics")
             counts["ok"] += 1
+            if QUERY_PAUSE:
+                stop.wait(QUERY_PAUSE)
         except (OSError, urllib.error.HTTPError, ValueError) as err:
             counts["errors"] += 1
             counts["last_error"] = repr(err)
@@ -153,7 +158,7 @@ def main() -> int:
               "rss_max_kib": max(p["rss_kib"] for p in curve) if curve else None,
               "curve": curve}
     print(f"soak: {SECONDS:.0f} s, {CLIENTS} clients at a time, runs of {RUN_SECONDS} s "
-          f"(4 threads, 100 Hz), queries in a loop")
+          f"(4 threads, 100 Hz), queries in a loop (pause {QUERY_PAUSE:g} s)")
     print(f"  waves {waves} (failed {failed_waves}), samples acked {acked:,}, stored "
           f"{stored if stored is None else f'{stored:,.0f}'}; queries ok {counts['ok']:,}, "
           f"errors {counts['errors']}")
