@@ -3,7 +3,10 @@
 # `make fuzz` and the short ctest runs (tests/fuzz/README.md).
 #   tests/fuzz/run.sh BUILD_DIR TARGET SECONDS [libFuzzer options...]
 # Corpora, in libFuzzer's order (the first one receives new inputs):
-#   BUILD_DIR/tests/fuzz/corpus/TARGET   grows while fuzzing (not committed)
+#   BUILD_DIR/tests/fuzz/corpus/TARGET   grows while fuzzing (not committed);
+#                                        FUZZ_CORPUS=DIR puts DIR/TARGET there
+#                                        instead, e.g. a corpus kept outside the
+#                                        build folder across campaigns
 #   BUILD_DIR/tests/fuzz/seeds/TARGET    generated from a real run (gen_seeds.py)
 #   tests/fuzz/seeds/TARGET              small committed seeds
 #   tests/fuzz/regressions/TARGET        every crash ever found, minimised
@@ -23,8 +26,9 @@ if [[ ! -x $exe ]]; then
   echo "run.sh: no fuzz target $exe (configure with CC=clang -DML_FUZZ=ON and build it)" >&2
   exit 2
 fi
-mkdir -p "$bin/corpus/$target" "$bin/artifacts"
-dirs=("$bin/corpus/$target")
+corpus=${FUZZ_CORPUS:-$bin/corpus}/$target
+mkdir -p "$corpus" "$bin/artifacts"
+dirs=("$corpus")
 for d in "$bin/seeds/$target" "$src/seeds/$target" "$src/regressions/$target"; do
   if [[ -d $d ]]; then dirs+=("$d"); fi
 done
