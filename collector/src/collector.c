@@ -45,6 +45,19 @@ static void on_housekeeping(uv_timer_t *t)
     ml_collector_housekeeping(t->data);
 }
 
+/* A live run listed at start-up whose journal is missing or holds no
+ * OpenRun record was never acknowledged: a crash came before the group
+ * commit that syncs them both, while the index log line it also syncs
+ * reached the disk. */
+static bool never_acked(ml_collector *c, ml_run *r, int live_rv)
+{
+    if (r->status != ML_RUN_LIVE || r->recorded || r->remote)
+        return false;
+    if (live_rv == -ENOENT)
+        return true;
+    return live_rv == 0 && ml_journal_size(r->live->journal) <= ML_JOURNAL_HEADER_SIZE;
+}
+
 static int load_index(ml_collector *c)
 {
     int n = ml_index_load(&c->index, &c->store);
@@ -55,7 +68,8 @@ static int load_index(ml_collector *c)
     /* Runs left live by an earlier collector get the full timeout for
      * their client to come back before they are marked incomplete. */
     uint64_t now = uv_now(c->loop);
-    size_t live = 0;
+    size_t live = 0, nghosts = 0, capghosts = 0;
+    ml_run **ghosts = NULL;
     void *v;
     for (size_t pos = 0; (pos = ml_map_next(&c->index.by_id, pos, &v)) != 0;) {
         ml_run *r = v;
@@ -64,13 +78,25 @@ static int load_index(ml_collector *c)
          * from it): recompute the progress of every unfinished run now, so
          * the index is exact and a torn journal tail is cut before any
          * client appends. */
-        if ((r->status == ML_RUN_LIVE || r->dirty) && ml_collector_ensure_live(c, r) == 0) {
+        if (r->status == ML_RUN_LIVE || r->dirty) {
+            int rv = ml_collector_ensure_live(c, r);
+            if (never_acked(c, r, rv)) {
+                ml_xgrow((void **)&ghosts, &capghosts, nghosts + 1, sizeof(ml_run *));
+                ghosts[nghosts++] = r;
+                continue;
+            }
             ml_live_release(r);
-            if (r->dirty)
+            if (rv == 0 && r->dirty)
                 ml_store_write_meta(&c->store, r);
         }
         live += r->status == ML_RUN_LIVE;
     }
+    for (size_t i = 0; i < nghosts; i++) {
+        ml_warn("run %s: its OpenRun never became durable (crash before its reply); dropped",
+                ghosts[i]->id);
+        ml_collector_delete_run_local(c, ghosts[i]);
+    }
+    free(ghosts);
     ml_info("index: %d runs (%zu live) under %s", n, live, c->store.runs_dir);
     return 0;
 }
@@ -104,6 +130,7 @@ int ml_collector_start(ml_collector *c, uv_loop_t *loop, const ml_collector_conf
     memset(c, 0, sizeof(*c));
     c->loop = loop;
     c->unsynced_group = 1;
+    ml_map_init(&c->dirs_seen);
     c->hosted = cfg->hosted;
     c->team = ml_xstrdup(cfg->team ? cfg->team : ML_DEFAULT_TEAM);
     c->ui_dir = cfg->ui_dir ? ml_xstrdup(cfg->ui_dir) : NULL;
@@ -392,5 +419,9 @@ void ml_collector_dispose(ml_collector *c)
     free(c->ingest_advertise);
     free(c->spool_dir);
     free(c->unsynced);
+    for (size_t i = 0; i < c->ndirs; i++)
+        free(c->unsynced_dirs[i]);
+    free(c->unsynced_dirs);
+    ml_map_dispose(&c->dirs_seen);
     memset(c, 0, sizeof(*c));
 }

@@ -42,6 +42,7 @@
 
 #include "index.h"
 #include "journal.h"
+#include "map.h"
 #include "query.h"
 #include "store.h"
 
@@ -122,7 +123,11 @@ typedef struct ml_collector {
     ml_journal **unsynced; /* journals with records awaiting the group sync (a ref each) */
     size_t nunsynced, capunsynced;
     uint64_t unsynced_group; /* number of the group being collected (commit.c) */
-    size_t meta_cursor;      /* index position where the paced run.json writes resume */
+    char **unsynced_dirs;    /* directories with entries awaiting the group sync (owned) */
+    size_t ndirs, capdirs;
+    ml_map dirs_seen;   /* unsynced_dirs by path (keys borrowed from it) */
+    bool log_wanted;    /* the group's replies need the index log synced */
+    size_t meta_cursor; /* index position where the paced run.json writes resume */
     /* S3 (s3_sync.c); s3 is NULL without a bucket. */
     struct ml_s3 *s3;
     uv_timer_t s3_timer; /* periodic listing */
@@ -180,6 +185,20 @@ void ml_collector_housekeeping(ml_collector *c);
  * its reply). No-op without group commit. Loop thread. */
 void ml_collector_note_unsynced(ml_collector *c, ml_run *r);
 
+/* Group commit: the entries of directory path (created or renamed files
+ * and directories) must be durable before the replies of the requests
+ * handled since the last group are sent; the group fsyncs it on the
+ * thread pool. Without group commit the fsync is done now. Returns 0 or
+ * that fsync's -errno. Loop thread. */
+int ml_collector_note_dir(ml_collector *c, const char *path);
+
+/* Group commit: the index log's unsynced lines (ml_store_write_meta_
+ * unsynced()) must be durable before the replies of the requests handled
+ * since the last group; the group fdatasyncs the log once for all of
+ * them. Without group commit the log is synced now. Returns 0 or -errno.
+ * Loop thread. */
+int ml_collector_note_index_log(ml_collector *c);
+
 /* The ingest flush hook (ingest.h): takes the journals noted so far and
  * fdatasyncs them concurrently on the libuv thread pool, then completes
  * the group with ml_ingest_flushed() from the loop: 0 when every one is
@@ -188,12 +207,12 @@ void ml_collector_note_unsynced(ml_collector *c, ml_run *r);
  * Holds a close_pending reference while in flight. Loop thread. */
 void ml_collector_commit(void *collector, ml_ingest *in);
 
-/* Makes every noted journal durable now, on the loop (spool import). The
- * journals stay noted for the next group commit (a no-op for them then,
- * unless this failed). Returns 0 or the first -errno. Loop thread. */
+/* Makes every noted journal, directory and the index log durable now, on
+ * the loop (spool import). They stay noted for the next group commit (a
+ * no-op for them then, unless this failed). Returns 0 or the first -errno. Loop thread. */
 int ml_collector_sync(ml_collector *c);
 
-/* Drops the journals noted and not yet handed to a group commit (their
+/* Drops the journals, directories and log noted and not yet handed to a group commit (their
  * records are not acknowledged). Loop thread; collector close. */
 void ml_collector_drop_unsynced(ml_collector *c);
 

@@ -2,10 +2,12 @@
  * Request handling behind the ingest listener: envelope -> method ->
  * store/index -> reply envelope. Runs on the loop thread.
  *
- * Durability: a Batch or CloseRun is acknowledged only after its journal
- * record is fdatasync'd. Idempotency: OpenRun by run_uid, Batch by seq,
- * CloseRun by the run's closed flag, so a client may resend anything whose
- * reply it did not get.
+ * Durability: an OpenRun, Batch or CloseRun is acknowledged only after its
+ * journal record is fdatasync'd (and, for OpenRun, the directory entries
+ * and the index log line that make the run found at start-up): the group
+ * commit (commit.c) syncs them on the thread pool before the reply goes.
+ * Idempotency: OpenRun by run_uid, Batch by seq, CloseRun by the run's
+ * closed flag, so a client may resend anything whose reply it did not get.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -71,37 +73,86 @@ static ml_run *run_from_open(const ml_collector *c, const ml_principal *who,
 
 /* Picks the first free stamp among this collector's candidates (runid.h:
  * timestamp, timestamp-2, ... alone; a residue class of "-N" per collector
- * over one bucket) and creates the run's directory. */
-static int claim_stamp(ml_collector *c, ml_run *r)
+ * over one bucket) and creates the run's directory, unsynced
+ * (*new_parents: see ml_store_make_run_dir()). */
+static int claim_stamp(ml_collector *c, ml_run *r, bool *new_parents)
 {
     for (unsigned n = 1;
          ml_stamp_make(r->stamp, sizeof(r->stamp), r->timestamp, c->collector_id, n) == 0; n++) {
         snprintf(r->id, sizeof(r->id), "%s/%s", r->label, r->stamp);
         if (ml_index_find(&c->index, r->id))
             continue;
-        int rv = ml_store_create_run_dir(&c->store, r);
+        int rv = ml_store_make_run_dir(&c->store, r, new_parents);
         if (rv != -EEXIST)
             return rv;
     }
     return -ENOSPC;
 }
 
+/* What an OpenRun reply needs durable, handed to the group commit (done
+ * now without one): the journal with its OpenRun record, the directory
+ * entries that lead to it (the journal and run.json in the run's
+ * directory, that one in its label's; the label's and the team's when
+ * they are new) and the index log line that lists the run at start-up.
+ * run.json itself is not: start-up rebuilds it from the journal. */
+static int note_open_durable(ml_collector *c, ml_run *r, bool new_parents)
+{
+    char *dir = ml_store_run_path(&c->store, r, NULL);
+    char *label = ml_xasprintf("%s/%s/%s", c->store.runs_dir, r->team, r->label);
+    char *team = ml_xasprintf("%s/%s", c->store.runs_dir, r->team);
+    int rv = ml_collector_note_dir(c, dir);
+    if (rv == 0)
+        rv = ml_collector_note_dir(c, label);
+    if (rv == 0 && new_parents && (rv = ml_collector_note_dir(c, team)) == 0)
+        rv = ml_collector_note_dir(c, c->store.runs_dir);
+    if (rv == 0)
+        rv = ml_collector_note_index_log(c);
+    if (rv == 0)
+        ml_collector_note_unsynced(c, r);
+    free(dir);
+    free(label);
+    free(team);
+    return rv;
+}
+
 /* Journals the OpenRun (the payload bytes exactly as received) and writes
- * run.json; on failure removes the directory again. */
-static int create_run(ml_collector *c, ml_run *r, const uint8_t *payload, size_t len)
+ * run.json, neither synced (note_open_durable()); on failure removes the
+ * directory again. */
+static int create_run(ml_collector *c, ml_run *r, bool new_parents, const uint8_t *payload,
+                      size_t len)
 {
     char *path = ml_store_run_path(&c->store, r, ML_RUN_JOURNAL_FILE);
-    int rv = ml_live_open(r, path);
+    int rv = ml_live_create(r, path);
     free(path);
     if (rv == 0)
-        rv = ml_journal_append(r->live->journal, ML_JOURNAL_OPEN_RUN, payload, len, true);
+        rv = ml_journal_append(r->live->journal, ML_JOURNAL_OPEN_RUN, payload, len,
+                               !c->group_commit);
     if (rv == 0)
-        rv = ml_store_write_meta(&c->store, r);
+        rv = ml_store_write_meta_unsynced(&c->store, r);
+    if (rv == 0) /* last: nothing noted for the group may vanish below */
+        rv = note_open_durable(c, r, new_parents);
     if (rv != 0) {
         ml_live_release(r);
         ml_store_delete_run(&c->store, r);
     }
     return rv;
+}
+
+/* An OpenRun sent again (its reply was lost, or is not sent yet): the
+ * answer is the same, and it too waits until what the first one stored is
+ * durable. When a failed sync cut the OpenRun record away (the journal
+ * reloaded empty), it is journaled again. A run whose ingest state was
+ * released has nothing unsynced. */
+static int reopen_run(ml_collector *c, ml_run *r, const uint8_t *payload, size_t len)
+{
+    r->last_activity = uv_now(c->loop);
+    if (r->live == NULL || r->live->journal == NULL)
+        return 0;
+    int rv = ml_collector_ensure_live(c, r);
+    if (rv == 0 && ml_journal_size(r->live->journal) <= ML_JOURNAL_HEADER_SIZE)
+        rv = ml_journal_append(r->live->journal, ML_JOURNAL_OPEN_RUN, payload, len,
+                               !c->group_commit);
+    return rv == 0 ? note_open_durable(c, r, true) : rv;
 }
 
 /* The reply messages of one call; run ids are malloc'd. */
@@ -122,12 +173,17 @@ static void open_run(ml_collector *c, const ml_principal *who, const Microlog__V
         return;
     }
     if (r != NULL) {
-        r->last_activity = uv_now(c->loop); /* a resend: the same answer */
+        int rv = reopen_run(c, r, payload, len);
+        if (rv != 0) {
+            storage_error(res, "cannot store the run", rv);
+            return;
+        }
     } else {
         r = run_from_open(c, who, o);
-        int rv = claim_stamp(c, r);
+        bool new_parents = false;
+        int rv = claim_stamp(c, r, &new_parents);
         if (rv == 0)
-            rv = create_run(c, r, payload, len);
+            rv = create_run(c, r, new_parents, payload, len);
         if (rv == 0 && (rv = ml_index_add(&c->index, r)) != 0)
             ml_store_delete_run(&c->store, r); /* cannot happen: id and uid were free */
         if (rv != 0) {
@@ -229,6 +285,8 @@ static void handle_batch(ml_collector *c, const ml_principal *who, const uint8_t
             set_error(res, ST(INVALID_ARGUMENT), "batch seq must be at least 1");
         else if (!ml_live_has_seq(r->live, b->seq)) /* a resend is acked, not stored twice */
             store_batch(c, r, b, payload, len, !c->group_commit, res);
+        else /* its ack waits for the sync of the first copy when that is still pending */
+            ml_collector_note_unsynced(c, r);
         if (res->status == ST(OK)) {
             rp->batch.acked_seq = r->live->acked_seq;
             res->reply = &rp->batch.base;
@@ -241,16 +299,21 @@ static void close_run(ml_collector *c, ml_run *r, const Microlog__V1__CloseRun *
                       const uint8_t *payload, size_t len, rpc_result *res, replies *rp)
 {
     if (!r->closed) {
-        int rv = ml_journal_append(r->live->journal, ML_JOURNAL_CLOSE_RUN, payload, len, true);
+        int rv = ml_journal_append(r->live->journal, ML_JOURNAL_CLOSE_RUN, payload, len,
+                                   !c->group_commit);
         if (rv != 0) {
             storage_error(res, "cannot store CloseRun", rv);
             return;
         }
         ml_live_commit_close(r->live, r, m);
-        ml_store_write_meta(&c->store, r);
+        /* Unsynced: a restart recomputes the status from the journal. */
+        ml_store_write_meta_unsynced(&c->store, r);
         ml_info("run %s closed: %s, %llu samples, %llu logs", r->id, ml_run_status_name(r->status),
                 (unsigned long long)r->samples, (unsigned long long)r->logs);
     }
+    /* The reply waits for the journal's sync (a resend's too: the first
+     * copy's sync may still be in flight). */
+    ml_collector_note_unsynced(c, r);
     rp->close.run_id = rp->run_id = ml_xstrdup(r->id);
     rp->close.complete = r->status == ML_RUN_COMPLETE;
     res->reply = &rp->close.base;
@@ -269,10 +332,10 @@ static uint8_t *pack_message(const ProtobufCMessage *msg, size_t *len)
 }
 
 /* CloseRun.final_batch: the batch as a Batch request would store it (its
- * own journal record, re-serialized), then the close without it. The
- * batch record is not synced by itself: the CloseRun record's sync, in
- * the same file, makes both durable before the one reply. A refused
- * batch leaves the run open and its status is the reply's. */
+ * own journal record, re-serialized), then the close without it. Neither
+ * record is synced by itself: the group commit's sync of the file makes
+ * both durable before the one reply. A refused batch leaves the run open
+ * and its status is the reply's. */
 static void close_with_batch(ml_collector *c, const ml_principal *who, ml_run *r,
                              Microlog__V1__CloseRun *m, rpc_result *res, replies *rp)
 {

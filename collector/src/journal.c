@@ -175,6 +175,26 @@ fail:
     return rv;
 }
 
+int ml_journal_create(const char *path, ml_journal **out)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int rv = ml_write_all(fd, ML_JOURNAL_MAGIC, ML_JOURNAL_HEADER_SIZE);
+    if (rv != 0) {
+        close(fd);
+        unlink(path);
+        return rv;
+    }
+    ml_journal *j = ml_xcalloc(1, sizeof(*j));
+    j->fd = fd;
+    j->size = ML_JOURNAL_HEADER_SIZE;
+    j->synced = 0; /* the header is pending like any record: a crash may leave none */
+    j->refs = 1;
+    *out = j;
+    return 0;
+}
+
 static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
     while (n > 0) {

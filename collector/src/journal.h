@@ -49,6 +49,13 @@ typedef struct ml_journal ml_journal;
  * Returns 0, -EBADMSG when path exists but is not a journal, or -errno. */
 int ml_journal_open(const char *path, ml_journal **out);
 
+/* Creates a new journal at path (which must not exist) with its header,
+ * without syncing anything: the header counts as an unsynced record, so
+ * the first sync (ml_journal_sync() or the group commit's) makes the file
+ * durable; the directory entry is the caller's to sync. On success *out
+ * owns the open file. Returns 0 or -errno (-EEXIST: path exists). */
+int ml_journal_create(const char *path, ml_journal **out);
+
 /* Appends one record. When sync is true the data is fdatasync'd before
  * returning, so a 0 return means the record is durable. On error the file
  * is cut back to its previous size (nothing half-written stays).

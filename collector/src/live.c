@@ -158,6 +158,19 @@ int ml_live_open(ml_run *r, const char *path)
     return 0;
 }
 
+int ml_live_create(ml_run *r, const char *path)
+{
+    ml_live *l = ml_xcalloc(1, sizeof(*l));
+    int rv = ml_journal_create(path, &l->journal);
+    if (rv != 0) {
+        free(l);
+        return rv;
+    }
+    l->meta_status = r->status;
+    r->live = l;
+    return 0;
+}
+
 void ml_live_release(ml_run *r)
 {
     ml_live *l = r->live;

@@ -32,6 +32,12 @@ struct ml_live {
  * set. Returns 0 or -errno / -EBADMSG. */
 int ml_live_open(ml_run *r, const char *path);
 
+/* The ingest state of a new run: creates its journal at path (which must
+ * not exist) without syncing it (ml_journal_create()); r's progress
+ * fields are left as they are. On success r->live is set. Returns 0 or
+ * -errno. */
+int ml_live_create(ml_run *r, const char *path);
+
 /* Closes the journal and frees r->live (no-op when NULL). */
 void ml_live_release(ml_run *r);
 

@@ -41,17 +41,54 @@ static void log_abandon(ml_store *s, int err)
     free(path);
 }
 
-static void log_append(ml_store *s, const char *line, size_t len)
+/* Appends one line; sync: fdatasync it (and every unsynced line before
+ * it) before returning. */
+static void log_append(ml_store *s, const char *line, size_t len, bool sync)
 {
     if (s->log_fd < 0)
         return;
     int rv = ml_write_all(s->log_fd, line, len);
-    if (rv == 0 && fdatasync(s->log_fd) != 0)
+    if (rv == 0 && sync && fdatasync(s->log_fd) != 0)
         rv = -errno;
-    if (rv != 0)
+    if (rv != 0) {
         log_abandon(s, rv);
-    else
-        s->log_lines++;
+        return;
+    }
+    s->log_lines++;
+    s->log_unsynced = !sync;
+}
+
+int ml_store_log_sync_begin(ml_store *s)
+{
+    if (s->log_fd < 0 || !s->log_unsynced)
+        return -1;
+    int fd = fcntl(s->log_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        ml_error("store: cannot duplicate the index log fd: %s; syncing it on the loop",
+                 strerror(errno));
+    if (fd < 0 && ml_store_log_sync(s) == 0)
+        return -1;
+    s->log_unsynced = false;
+    return fd; /* a failed dup that also failed to sync: the log is gone, -1 */
+}
+
+void ml_store_log_sync_failed(ml_store *s, int err)
+{
+    if (s->log_fd >= 0)
+        log_abandon(s, err);
+}
+
+int ml_store_log_sync(ml_store *s)
+{
+    if (s->log_fd < 0 || !s->log_unsynced)
+        return 0;
+    if (fdatasync(s->log_fd) != 0) {
+        int rv = -errno;
+        log_abandon(s, rv);
+        return rv;
+    }
+    s->log_unsynced = false;
+    return 0;
 }
 
 /* {"put": run}\n, malloc'd. */
@@ -257,21 +294,54 @@ uint64_t ml_store_run_bytes(const ml_store *s, const ml_run *r)
     return n;
 }
 
-int ml_store_create_run_dir(const ml_store *s, const ml_run *r)
+int ml_store_make_run_dir(const ml_store *s, const ml_run *r, bool *new_parents)
 {
     char *parent = ml_xasprintf("%s/%s/%s", s->runs_dir, r->team, r->label);
     char *dir = ml_store_run_path(s, r, NULL);
-    int rv = ml_mkdirs(parent);
+    *new_parents = !ml_is_dir(parent);
+    int rv = *new_parents ? ml_mkdirs(parent) : 0;
     if (rv == 0 && mkdir(dir, 0755) != 0)
         rv = -errno;
-    if (rv == 0)
-        rv = ml_fsync_parent(dir);
     free(parent);
     free(dir);
     return rv;
 }
 
-int ml_store_write_meta(ml_store *s, ml_run *r)
+int ml_store_create_run_dir(const ml_store *s, const ml_run *r)
+{
+    bool new_parents;
+    int rv = ml_store_make_run_dir(s, r, &new_parents);
+    if (rv == 0) {
+        char *dir = ml_store_run_path(s, r, NULL);
+        rv = ml_fsync_parent(dir);
+        free(dir);
+    }
+    return rv;
+}
+
+/* ml_write_file_atomic() without its syncs: the rename still never leaves
+ * a half-written file under path while the system runs. */
+static int write_file_renamed(const char *path, const void *data, size_t len)
+{
+    char *tmp = ml_xasprintf("%s.tmp.%ld", path, (long)getpid());
+    int rv, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rv = -errno;
+        free(tmp);
+        return rv;
+    }
+    rv = ml_write_all(fd, data, len);
+    if (close(fd) != 0 && rv == 0)
+        rv = -errno;
+    if (rv == 0 && rename(tmp, path) != 0)
+        rv = -errno;
+    if (rv != 0)
+        unlink(tmp);
+    free(tmp);
+    return rv;
+}
+
+static int write_meta(ml_store *s, ml_run *r, bool sync)
 {
     json_t *j = ml_run_to_json(r);
     size_t len;
@@ -281,18 +351,28 @@ int ml_store_write_meta(ml_store *s, ml_run *r)
         ml_oom(0);
     len = strlen(text);
     char *path = ml_store_run_path(s, r, ML_RUN_META_FILE);
-    int rv = ml_write_file_atomic(path, text, len);
+    int rv = sync ? ml_write_file_atomic(path, text, len) : write_file_renamed(path, text, len);
     if (rv == 0) {
         r->dirty = false;
         size_t l;
         char *line = put_line(r, &l);
-        log_append(s, line, l);
+        log_append(s, line, l, sync);
         free(line);
     } else
         ml_error("store: cannot write %s: %s", path, strerror(-rv));
     free(path);
     free(text);
     return rv;
+}
+
+int ml_store_write_meta(ml_store *s, ml_run *r)
+{
+    return write_meta(s, r, true);
+}
+
+int ml_store_write_meta_unsynced(ml_store *s, ml_run *r)
+{
+    return write_meta(s, r, false);
 }
 
 int ml_store_read_meta(const char *path, ml_run **out)
@@ -334,7 +414,7 @@ int ml_store_delete_run(ml_store *s, const ml_run *r)
     free(dir);
     if (rv == 0) {
         char *line = ml_xasprintf("{\"del\":\"%s/%s\"}\n", r->team, r->id);
-        log_append(s, line, strlen(line));
+        log_append(s, line, strlen(line), true);
         free(line);
         /* Tidy an emptied label directory; failure (not empty) is fine. */
         char *parent = ml_xasprintf("%s/%s/%s", s->runs_dir, r->team, r->label);

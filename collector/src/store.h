@@ -10,6 +10,8 @@
 #ifndef ML_COLLECTOR_STORE_H
 #define ML_COLLECTOR_STORE_H
 
+#include <stdbool.h>
+
 #include "model.h"
 #include "run.h"
 
@@ -29,7 +31,8 @@ typedef struct ml_store {
      * (fdatasync'd before the caller goes on, like run.json itself), so
      * start-up reads one file instead of one run.json per run. */
     int log_fd;
-    size_t log_lines; /* lines in the log, for compaction */
+    size_t log_lines;  /* lines in the log, for compaction */
+    bool log_unsynced; /* lines appended without fdatasync since the last one */
 } ml_store;
 
 /* Creates <data>/runs if needed. Returns 0 or -errno; on error s owns
@@ -51,8 +54,37 @@ uint64_t ml_store_run_bytes(const ml_store *s, const ml_run *r);
  * (-EEXIST tells the caller to pick another stamp). Returns 0 or -errno. */
 int ml_store_create_run_dir(const ml_store *s, const ml_run *r);
 
+/* ml_store_create_run_dir() without any sync: the new directory entries
+ * are the caller's to make durable (the run's directory in its label
+ * directory; when *new_parents is set on return, the label directory or
+ * the team directory was created too, so the team directory and runs/
+ * hold new entries as well). Returns 0 or -errno. */
+int ml_store_make_run_dir(const ml_store *s, const ml_run *r, bool *new_parents);
+
 /* Writes run.json atomically and clears r->dirty. Returns 0 or -errno. */
 int ml_store_write_meta(ml_store *s, ml_run *r);
+
+/* ml_store_write_meta() without any sync, for the ingest: run.json is
+ * replaced by rename (a crash leaves the old file, the new one, or an
+ * empty or missing one: start-up rebuilds those from the journal) and the
+ * index log line is appended unsynced (s->log_unsynced; the group commit
+ * syncs it when a reply depends on it, ml_store_log_sync_begin()).
+ * Returns 0 or -errno. */
+int ml_store_write_meta_unsynced(ml_store *s, ml_run *r);
+
+/* Group commit of the index log: when lines were appended unsynced,
+ * returns a duplicate of the log's fd (owned by the caller, who
+ * fdatasyncs and closes it, on any thread) and counts those lines as
+ * synced; else -1. Loop thread. */
+int ml_store_log_sync_begin(ml_store *s);
+
+/* The sync of a fd from ml_store_log_sync_begin() failed with err: the
+ * log is dropped (rebuilt from the runs at the next start). Loop thread. */
+void ml_store_log_sync_failed(ml_store *s, int err);
+
+/* fdatasync of the index log now when lines are unsynced. Returns 0 or
+ * -errno (then the log is dropped as above). Loop thread. */
+int ml_store_log_sync(ml_store *s);
 
 /* Reads and parses one run.json. Returns 0 with *out owned by the caller,
  * -EINVAL for a file that is not a valid run, or -errno. */

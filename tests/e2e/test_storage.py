@@ -87,6 +87,35 @@ def test_sigkill_recovers_every_acked_batch(loadgen: Path, tmp_path: Path, seed:
         assert c.stop() == 0
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_sigkill_during_open_burst(loadgen: Path, tmp_path: Path, seed: int) -> None:
+    """50 clients open their runs at once (the group commit syncs their
+    journals, directories and index log lines together) and the collector
+    is SIGKILLed during the burst. After a restart every run left on disk
+    is listed with its journal, and the acked samples are all there."""
+    data = tmp_path / "data"
+    c = start_collector(data)
+    client = subprocess.Popen([str(loadgen), c.ingest, "50", "100000", "100"],
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, ML_LOADGEN_TIMEOUT_MS="2000"))
+    time.sleep(random.Random(seed).uniform(0.02, 0.2))
+    c.proc.send_signal(signal.SIGKILL)
+    c.proc.wait()
+    out, _ = client.communicate(timeout=120)
+    acked = json.loads(out)["samples"]
+    c = start_collector(data)
+    try:
+        runs = [r for r in c.get("/api/v1/runs") if r["label"].startswith("loadgen-")]
+        assert runs, "no run survived: the burst was not reached"
+        on_disk = {f"{p.parent.name}/{p.name}" for p in run_dirs(data)}
+        assert {r["id"] for r in runs} == on_disk
+        for r in runs:
+            assert (data / "runs" / "local" / r["id"] / "journal.mlj").stat().st_size > 4
+        assert sum(r["samples"] for r in runs) >= acked
+    finally:
+        assert c.stop() == 0
+
+
 def test_torn_tail_at_random_bytes(loadgen: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     kill_mid_run(loadgen, data, 0.5)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -142,6 +143,43 @@ static void test_note_group(void **state)
     free(dir);
 }
 
+/* A journal created for a new run syncs nothing by itself: its header and
+ * OpenRun record are pending until the group's sync, and a failed sync
+ * cuts the file back to nothing (reopening starts it over). */
+static void test_create_is_pending_until_synced(void **state)
+{
+    (void)state;
+    char *dir, *path = temp_path(&dir);
+    ml_journal *j;
+    ml_journal_ticket t;
+    assert_int_equal(ml_journal_create(path, &j), 0);
+    assert_int_equal(ml_journal_create(path, &j), -EEXIST);
+    assert_true(ml_journal_pending(j));
+    assert_int_equal(ml_journal_size(j), ML_JOURNAL_HEADER_SIZE);
+    assert_int_equal(ml_journal_append(j, ML_JOURNAL_OPEN_RUN, "o", 1, false), 0);
+    assert_int_equal(ml_journal_sync_begin(j, &t), 0);
+    assert_int_equal(ml_journal_sync_end(j, &t, -EIO), -EIO);
+    assert_true(ml_journal_broken(j));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    ml_journal_close(j);
+    assert_int_equal(ml_journal_open(path, &j), 0); /* starts over with a header */
+    assert_int_equal(ml_journal_size(j), ML_JOURNAL_HEADER_SIZE);
+    assert_false(ml_journal_pending(j));
+    ml_journal_close(j);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(ml_journal_create(path, &j), 0);
+    assert_int_equal(ml_journal_append(j, ML_JOURNAL_OPEN_RUN, "o", 1, false), 0);
+    assert_int_equal(ml_journal_sync(j), 0);
+    assert_false(ml_journal_pending(j));
+    ml_journal_close(j);
+    assert_int_equal(records(path), 1);
+    ml_remove_tree(dir);
+    free(path);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_failed_sync_cuts_and_sticks),
         cmocka_unit_test(test_cut_during_ticket),
         cmocka_unit_test(test_note_group),
+        cmocka_unit_test(test_create_is_pending_until_synced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
