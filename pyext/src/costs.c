@@ -5,7 +5,6 @@
 #include "internal.h"
 
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 int64_t ml__mono_ns(void)
@@ -31,13 +30,15 @@ static int cmp_u32(const void *a, const void *b)
 
 uint32_t ml__cost_ring_median(const ml__cost_ring *r)
 {
-    size_t n = r->count < ML__COST_RING ? (size_t)r->count : ML__COST_RING;
+    uint64_t count = ml__cost_ring_count(r);
+    size_t n = count < ML__COST_RING ? (size_t)count : ML__COST_RING;
     if (n == 0)
         return 0;
     uint32_t *v = malloc(n * sizeof(*v));
     if (v == NULL)
         return 0;
-    memcpy(v, r->ns, n * sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = atomic_load_explicit(&r->ns[i], memory_order_relaxed);
     qsort(v, n, sizeof(*v), cmp_u32);
     uint32_t m = v[n / 2];
     free(v);

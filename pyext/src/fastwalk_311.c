@@ -267,7 +267,29 @@ int ml__fastwalk_learn(ml__fastwalk *w, ml__codemap *m, ml_client *c, const ml__
  * Values read may be torn (the thread runs meanwhile); the walk validates
  * every one before use as it always did. Frames outside the root chunk
  * (deep stacks, generators) are still read with process_vm_readv.
+ *
+ * These reads race with the running thread by design, so the thread
+ * sanitizer (make test-tsan) is told to ignore them: it would report every
+ * copy against the interpreter's own writes to its frames.
  */
+#if defined(__SANITIZE_THREAD__)
+#define ML_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ML_TSAN 1
+#endif
+#endif
+#ifdef ML_TSAN
+/* libtsan's dynamic annotations: reads of the calling thread between Begin
+ * and End are not recorded. */
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define RACY_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define RACY_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define RACY_READS_BEGIN() ((void)0)
+#define RACY_READS_END() ((void)0)
+#endif
 
 static struct thread_info *thread_find(ml__fastwalk *w, uint64_t uid, uintptr_t ts)
 {
@@ -454,8 +476,10 @@ static void snap_copy(ml__fastwalk *w, PyThreadState *ts, tsnap *t, size_t *used
     size_t size = ((const _PyStackChunk *)ti->root)->size; /* set once at allocation */
     if (hi < lo || hi > ti->root + size || hi - lo > sizeof(w->chunk) - *used)
         return;
+    RACY_READS_BEGIN();
     t->cur = (uintptr_t)((const volatile _PyCFrame *)t->cframe)->current_frame;
     memcpy(w->chunk + *used, (const void *)lo, hi - lo);
+    RACY_READS_END();
     t->lo = lo;
     t->hi = hi;
     t->off = *used;
@@ -483,6 +507,7 @@ int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState
             break;
         }
         tsnap *t = &snaps[ns++];
+        RACY_READS_BEGIN();
         *t = (tsnap){
             .ident = ts->thread_id,
             .native_id = ts->native_thread_id,
@@ -490,6 +515,7 @@ int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState
             .chunk = (uintptr_t)ts->datastack_chunk,
             .top = (uintptr_t)ts->datastack_top,
         };
+        RACY_READS_END();
         snap_copy(w, ts, t, &used);
     }
     PyThread_release_lock(_PyRuntime.interpreters.mutex);

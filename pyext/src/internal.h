@@ -166,18 +166,30 @@ int64_t ml__mono_us(void);
 
 /* ---- costs.c: the sampler's own cost ---------------------------------- */
 
-/* The last ML__COST_RING per-thread walk durations (ns), for a median. */
+/* The last ML__COST_RING per-thread walk durations (ns), for a median.
+ * Written by the sampler thread only, read by any thread: relaxed atomics
+ * (a reader may see a mix of old and new entries, harmless for a median). */
 #define ML__COST_RING 4096
 typedef struct ml__cost_ring {
-    uint32_t ns[ML__COST_RING];
-    uint64_t count; /* walks recorded since the start */
+    _Atomic uint32_t ns[ML__COST_RING];
+    _Atomic uint64_t count; /* walks recorded since the start */
 } ml__cost_ring;
 
+/* Records one walk duration. Sampler thread only. */
 static inline void ml__cost_ring_add(ml__cost_ring *r, int64_t ns)
 {
-    r->ns[r->count++ % ML__COST_RING] = ns < 0 ? 0 : ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+    uint64_t n = atomic_load_explicit(&r->count, memory_order_relaxed);
+    uint32_t v = ns < 0 ? 0 : ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+    atomic_store_explicit(&r->ns[n % ML__COST_RING], v, memory_order_relaxed);
+    atomic_store_explicit(&r->count, n + 1, memory_order_relaxed);
 }
-/* Median of what the ring holds, in ns (0 when empty). Sorts a copy. */
+/* Walks recorded since the start. Any thread. */
+static inline uint64_t ml__cost_ring_count(const ml__cost_ring *r)
+{
+    return atomic_load_explicit(&r->count, memory_order_relaxed);
+}
+/* Median of what the ring holds, in ns (0 when empty). Sorts a copy. Any
+ * thread. */
 uint32_t ml__cost_ring_median(const ml__cost_ring *r);
 
 /* Monotonic clock in nanoseconds. */

@@ -365,7 +365,7 @@ static int pass_fast(ml__sampler *s, int64_t t)
     pthread_mutex_unlock(&s->walk_lock);
     if (rv < 0)
         atomic_fetch_add(&s->run->errors, 1);
-    atomic_store(&s->walks, s->costs.count);
+    atomic_store(&s->walks, ml__cost_ring_count(&s->costs));
     if (result == PASS_DONE)
         atomic_fetch_add(&s->fast_passes, 1);
     else
@@ -590,8 +590,7 @@ void ml__sampler_stats_get(ml__sampler *s, ml__sampler_stats *out)
     out->gil_held_s = (double)atomic_load(&s->gil_held_ns) / 1e9;
     out->gil_wait_s = (double)atomic_load(&s->gil_wait_ns) / 1e9;
     out->walks = atomic_load(&s->walks);
-    /* The ring is written by the sampler meanwhile: a torn entry is one
-     * sample's figure, harmless for a median. */
+    /* The ring is written by the sampler meanwhile (relaxed atomics). */
     out->walk_median_ns = s->fast ? ml__cost_ring_median(&s->costs) : 0;
     out->mode = s->fast ? "gil-free" : "gil";
 }
