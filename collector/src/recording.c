@@ -49,14 +49,23 @@ typedef struct writer {
     size_t nidx, capidx;
 } writer;
 
-static void add_section(writer *w, uint8_t type, const ml__buf *body, int64_t t0, int64_t t1,
-                        uint32_t n)
+/* Adds a section whose body is compressed as nparts zstd frames, part i
+ * ending at ends[i] (the last at body->n); the reader's ZSTD_decompress
+ * takes the concatenated frames as one body. */
+static void add_section_parts(writer *w, uint8_t type, const ml__buf *body, const size_t *ends,
+                              int nparts, int64_t t0, int64_t t1, uint32_t n)
 {
-    size_t bound = ZSTD_compressBound(body->n);
+    size_t bound = nparts * (size_t)ZSTD_compressBound(body->n), zn = 0, from = 0;
     uint8_t *z = ml_xmalloc(bound ? bound : 1);
-    size_t zn = ZSTD_compress(z, bound, body->p ? body->p : (const uint8_t *)"", body->n, zlevel);
-    if (ZSTD_isError(zn))
-        ml_oom(0); /* only an allocation failure inside zstd can fail here */
+    const uint8_t *src = body->p ? body->p : (const uint8_t *)"";
+    for (int i = 0; i < nparts; i++) {
+        size_t to = i == nparts - 1 ? body->n : ends[i];
+        size_t got = ZSTD_compress(z + zn, bound - zn, src + from, to - from, zlevel);
+        if (ZSTD_isError(got))
+            ml_oom(0); /* only an allocation failure inside zstd can fail here */
+        zn += got;
+        from = to;
+    }
     ml_xgrow((void **)&w->idx, &w->capidx, w->nidx + 1, sizeof(index_entry));
     w->idx[w->nidx++] = (index_entry){type, w->out.n, t0, t1, n};
     uint8_t h[SECTION_HEADER];
@@ -71,6 +80,12 @@ static void add_section(writer *w, uint8_t type, const ml__buf *body, int64_t t0
     free(z);
 }
 
+static void add_section(writer *w, uint8_t type, const ml__buf *body, int64_t t0, int64_t t1,
+                        uint32_t n)
+{
+    add_section_parts(w, type, body, NULL, 1, t0, t1, n);
+}
+
 /* ---- samples ---- */
 
 /* Per-thread state while coding one block (reset at every block, so each
@@ -79,7 +94,7 @@ static void add_section(writer *w, uint8_t type, const ml__buf *body, int64_t t0
 typedef struct thread_state {
     int64_t t, dt;  /* time of this thread's last sample and the gap before it */
     uint32_t stack; /* its last stack (0 before the first: a stack-0 sample repeats) */
-    uint32_t cpu;   /* its last cpu_us */
+    int64_t cpu;    /* its last cpu_us */
     uint8_t seen;   /* 0, 1 (t known) or 2 (dt known) */
 } thread_state;
 
@@ -92,6 +107,17 @@ static int64_t period_us(const ml_model *m)
 {
     double p = m->sample_period * 1e6;
     return p >= 0 && p <= 1e9 ? (int64_t)(p + 0.5) : 0;
+}
+
+/* Times outside [T_MIN, T_MAX] us (+-73,000 years) are clamped by the
+ * writer and refused by the reader, which keeps the sums of the codec far
+ * from overflow whatever a damaged file holds. */
+#define T_MIN (INT64_MIN / 4)
+#define T_MAX (INT64_MAX / 4)
+
+static int64_t clamp_time(int64_t t)
+{
+    return t > T_MAX ? T_MAX : t < T_MIN ? T_MIN : t;
 }
 
 static size_t slot_of(uint32_t thread, size_t nslots)
@@ -108,17 +134,19 @@ static int64_t expected_gap(const thread_state *ts, int mode, int64_t period)
 }
 
 /* cpu_us is predicted from the thread's last sample: a thread that was
- * busy (cpu >= half its gap) likely used the whole gap again, an idle one
- * nothing. The residual is small for both. */
+ * busy (cpu >= half its gap) likely used the whole gap again less what it
+ * missed last time, an idle one nothing. The residual is small for both. */
 static int64_t expected_cpu(const thread_state *ts, int64_t gap)
 {
-    if (ts->seen == 2 && (int64_t)ts->cpu * 2 >= ts->dt && gap > 0)
-        return gap > UINT32_MAX ? UINT32_MAX : gap;
+    if (ts->seen == 2 && ts->cpu * 2 >= ts->dt && gap > 0) {
+        int64_t e = gap - (ts->dt - ts->cpu);
+        return e > 0 ? e : 0;
+    }
     return 0;
 }
 
 /* Updates ts with a sample at time t (base: the time its gap is from). */
-static void advance(thread_state *ts, int64_t t, int64_t base, uint32_t stack, uint32_t cpu)
+static void advance(thread_state *ts, int64_t t, int64_t base, uint32_t stack, int64_t cpu)
 {
     if (ts->seen)
         ts->dt = t - base;
@@ -160,7 +188,8 @@ static void code_block(ml__buf *b, const ml_model *m, size_t start, size_t n, in
     ml__put_varint(b, hi);
     for (size_t i = start; i < start + n; i++) {
         thread_state *ts = &st[slot_of(m->sample_thread[i], nslots)];
-        int64_t t = m->sample_time[i], base = ts->seen ? ts->t : prev;
+        int64_t t = clamp_time(m->sample_time[i]), base = ts->seen ? ts->t : prev;
+        int64_t cu = m->sample_cpu[i];
         ml__put_varint(&thread, m->sample_thread[i]);
         ml__put_svarint(&time, t - base - expected_gap(ts, mode, period));
         /* Run-length: a sample with its thread's last stack costs nothing
@@ -172,8 +201,8 @@ static void code_block(ml__buf *b, const ml_model *m, size_t start, size_t n, in
             ml__put_svarint(&stack, stack_code(&hi, m->sample_stack[i]));
             run = 0;
         }
-        ml__put_svarint(&cpu, (int64_t)m->sample_cpu[i] - expected_cpu(ts, t - base));
-        advance(ts, t, base, m->sample_stack[i], m->sample_cpu[i]);
+        ml__put_svarint(&cpu, cu - expected_cpu(ts, t - base));
+        advance(ts, t, base, m->sample_stack[i], cu);
         prev = t;
     }
     ml__put_varint(&stack, run);
@@ -195,10 +224,13 @@ static void write_samples(writer *w, const ml_model *m)
         size_t n = m->nsamples - start;
         if (n > ML_RECORDING_BLOCK)
             n = ML_RECORDING_BLOCK;
+        /* The index holds the times as stored (clamped), which the
+         * reader's samples agree with. */
         int64_t lo = INT64_MAX, t_last = INT64_MIN;
         for (size_t i = start; i < start + n; i++) {
-            lo = m->sample_time[i] < lo ? m->sample_time[i] : lo;
-            t_last = m->sample_time[i] > t_last ? m->sample_time[i] : t_last;
+            int64_t t = clamp_time(m->sample_time[i]);
+            lo = t < lo ? t : lo;
+            t_last = t > t_last ? t : t_last;
         }
         b.n = alt.n = 0;
         code_block(&b, m, start, n, TIME_PERIOD, st, nslots, hi);
@@ -217,8 +249,9 @@ int ml_recording_write(const ml_model *m, const char *path)
     writer w = {0};
     ml__buf_put(&w.out, ML_RECORDING_MAGIC, 4);
     ml__buf tables = {0};
-    ml__recording_tables_write(&tables, m);
-    add_section(&w, SEC_TABLES, &tables, 0, 0, 0);
+    size_t cuts[2];
+    ml__recording_tables_write(&tables, m, cuts);
+    add_section_parts(&w, SEC_TABLES, &tables, cuts, 3, 0, 0, 0);
     free(tables.p);
     write_samples(&w, m);
     uint64_t index_offset = w.out.n;
@@ -337,7 +370,10 @@ static void load_samples(ml_model *m, ml__rd *r)
         uint32_t th = (uint32_t)ml__get_varint(thread);
         thread_state *ts = &st[slot_of(th, nslots)];
         int64_t base = ts->seen ? ts->t : prev;
-        int64_t t = base + expected_gap(ts, (int)mode, period) + ml__get_svarint(time);
+        /* Unsigned sums: a damaged file wraps instead of overflowing, and
+         * the bounds check below refuses it. */
+        int64_t t = (int64_t)((uint64_t)base + (uint64_t)expected_gap(ts, (int)mode, period) +
+                              (uint64_t)ml__get_svarint(time));
         uint32_t sk;
         if (run > 0) {
             sk = ts->stack;
@@ -346,13 +382,24 @@ static void load_samples(ml_model *m, ml__rd *r)
             sk = stack_decode(&hi, ml__get_svarint(stack));
             run = ml__get_varint(stack);
         }
-        uint32_t cu = (uint32_t)(expected_cpu(ts, t - base) + ml__get_svarint(cpu));
+        /* What the writer can make: clamped times, cpu_us up to
+         * UINT32_MAX. */
+        if (t > T_MAX || t < T_MIN) {
+            r->ok = false;
+            break;
+        }
+        int64_t cu =
+            (int64_t)((uint64_t)expected_cpu(ts, t - base) + (uint64_t)ml__get_svarint(cpu));
+        if (cu < 0 || cu > UINT32_MAX) {
+            r->ok = false;
+            break;
+        }
         advance(ts, t, base, sk, cu);
         prev = t;
         m->sample_thread[base_i + i] = th;
         m->sample_time[base_i + i] = t;
         m->sample_stack[base_i + i] = sk;
-        m->sample_cpu[base_i + i] = cu;
+        m->sample_cpu[base_i + i] = (uint32_t)cu;
         /* A run longer than the block is a damaged file. */
         r->ok = thread->ok && time->ok && stack->ok && cpu->ok && run < n - i;
     }

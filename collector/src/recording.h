@@ -6,7 +6,7 @@
  * File layout (integers little-endian; "varint" is LEB128, "zigzag" maps
  * signed to unsigned first):
  *
- *   "MLR3"
+ *   "MLR4"
  *   section*     u8 type | u32 raw_len | u32 z_len | u32 xxh32(zdata) | zdata[z_len]
  *                zdata is the body of the section compressed with zstd
  *                (level 19: written once on the thread pool, read often)
@@ -14,26 +14,32 @@
  *   trailer      u64 index_offset | u32 xxh32(index) | "MLRE"
  *
  * Two section types: one TABLES section first, then SAMPLES blocks. A
- * small run is mostly its tables, so they share one zstd frame (one
- * header, one context: the file paths in the log text match the file
- * strings). Every table keeps its ids (rows in id order, row 0 "none" not
- * stored); lists of values are columns (varint length | bytes):
+ * small run is mostly its tables: its body is three zstd frames, one per
+ * group of tables coded alike (numbers: META to STACKS; text: STRINGS
+ * and LOGS, one context, so the file paths and the environment in the
+ * log text match the strings; STATUS), concatenated in the section.
+ * Every table keeps its ids (rows in id order, row 0 "none" not stored);
+ * lists of values are columns (varint length | bytes):
  *   META     period (f64 bits), closed, end time
  *   THREADS  defined, ident, native id, name, started, ended, samples
  *   FRAMES   functions (name, file as deltas, first line, flags) once,
  *            in order of first use; then per frame its function (0 = the
  *            next new one, else how far below it) and its line as a delta
  *            from the last line of that function
+ *   STACKS   coded against the earlier stack sharing the longest root
+ *            prefix (a trie): distance back to it (0: none), its frames
+ *            not shared, the number of new frames, truncated, then each
+ *            new frame as its rank among the frames that followed its
+ *            caller before (most recent first), or 0 and its id against
+ *            the highest frame id so far
  *   STRINGS  NUL-terminated in id order; file paths (strings that are a
  *            frame's file) with '/' and '.' swapped so zstd matches them
  *            with the dotted function names
- *   STACKS   coded against the earlier stack sharing the longest root
- *            prefix (a trie): distance back to it (0: none), its frames
- *            not shared, the number of new frames, truncated, then the
- *            new frames as deltas from the frame before
- *   STATUS   time, cpu and system cpu (float bits), rss, memory total,
- *            memory free, objects, modules: each delta-coded
  *   LOGS     time deltas, thread, kind, stack, level, message, logger
+ *   STATUS   time, cpu and system cpu in 0.1 % (the only rounded values
+ *            of the format), rss, memory total, memory free as exact
+ *            byte counts (4 KiB page number and remainder), objects,
+ *            modules: each delta-coded
  *   SAMPLES  blocks of at most ML_RECORDING_BLOCK samples in the model's
  *            order: n, time mode, the highest stack id of the blocks
  *            before, then four columns coded against the previous sample
@@ -43,8 +49,9 @@
  *            run-length coded (runs of samples repeating their thread's
  *            last stack cost one count: r0 s0 r1 s1 ... rk, each s as its
  *            distance below the next new stack id, 0 for a new stack);
- *            cpu_us minus its prediction (the gap for a thread that was
- *            busy, else 0).
+ *            cpu_us minus its prediction (for a thread that was busy, the
+ *            gap less what it missed of its previous gap; else 0). Times
+ *            and cpu_us are exact (microseconds).
  * The index gives every block's first and last sample time, so a reader
  * of a time window decompresses only the blocks that overlap it.
  *
@@ -59,9 +66,9 @@
 #include "model.h"
 
 #define ML_RECORDING_FILE "recording.mlr"
-/* Format version 3; files of versions 1 and 2 ("MLR1", "MLR2") are
+/* Format version 4; files of versions 1 to 3 ("MLR1" .. "MLR3") are
  * refused with -EPROTO. */
-#define ML_RECORDING_MAGIC "MLR3"
+#define ML_RECORDING_MAGIC "MLR4"
 #define ML_RECORDING_END "MLRE"
 /* Samples per SAMPLES block: the unit a time-window query reads. */
 #define ML_RECORDING_BLOCK 16384
@@ -76,7 +83,7 @@ int ml_recording_write(const ml_model *m, const char *path);
 /* Loads the whole recording at path into m, which must be freshly
  * initialised (ml_model_init). Returns 0, -EBADMSG for a file that is not
  * a valid recording (bad magic, checksum, or structure), -EPROTO for a
- * recording of an earlier format version (1 or 2), or -errno; on
+ * recording of an earlier format version (1 to 3), or -errno; on
  * error m may hold part of the data and must still be disposed. */
 int ml_recording_load(ml_model *m, const char *path);
 

@@ -167,9 +167,10 @@ static inline void ml__cols_done(ml__rd *r, const ml__rd *cols, int ncols)
         r->ok = r->ok && cols[i].ok;
 }
 
-/* The run's tables (meta, threads, frames, strings, stacks, status, logs)
- * as one body, compressed as one zstd frame (recording_tables.c). */
-void ml__recording_tables_write(ml__buf *b, const ml_model *m);
+/* The run's tables (meta, threads, frames, stacks, strings, logs, status)
+ * as one body (recording_tables.c); cuts receives where the second and
+ * the third zstd frame of the section start. */
+void ml__recording_tables_write(ml__buf *b, const ml_model *m, size_t cuts[2]);
 
 /* Decodes a tables body into m (fresh); r->ok false on damage. */
 void ml__recording_tables_load(ml_model *m, ml__rd *r);

@@ -238,37 +238,65 @@ static void load_threads(ml_model *m, ml__rd *r)
     }
 }
 
-/* Status ticks: every field its own column, delta-coded (floats as their
- * raw bits, which repeat between ticks). */
+/* Status ticks: every field its own column, delta-coded. CPU percentages
+ * are kept to 0.1 % (the UI shows whole percents; the sampler's own
+ * reading is noisier than that). Memory sizes are exact: their page
+ * number (size / 4 KiB) is delta-coded and the remainder, 0 for the
+ * page-granular sizes the client reads, has a column of its own. */
+#define PAGE_SHIFT 12
+#define STATUS_COLS 11
+
+static int64_t per_mille(float percent)
+{
+    double v = (double)percent * 10.0;
+    /* NaN and absurd readings are clamped: the column stays a varint. */
+    if (!(v > -1e12))
+        return v != v ? 0 : (int64_t)-1e12;
+    return v < 1e12 ? (int64_t)(v < 0 ? v - 0.5 : v + 0.5) : (int64_t)1e12;
+}
+
+static void put_bytes_col(ml__buf *pages, ml__buf *rest, uint64_t v, uint64_t prev)
+{
+    ml__put_svarint(pages, (int64_t)((v >> PAGE_SHIFT) - (prev >> PAGE_SHIFT)));
+    ml__put_varint(rest, v & ((1u << PAGE_SHIFT) - 1));
+}
+
+static uint64_t get_bytes_col(ml__rd *pages, ml__rd *rest, uint64_t prev)
+{
+    uint64_t page = (prev >> PAGE_SHIFT) + (uint64_t)ml__get_svarint(pages);
+    return page << PAGE_SHIFT | (ml__get_varint(rest) & ((1u << PAGE_SHIFT) - 1));
+}
+
 static void write_status(ml__buf *b, const ml_model *m)
 {
-    ml__buf col[8] = {{0}};
+    ml__buf col[STATUS_COLS] = {{0}};
     ml_status_tick prev = {0};
+    int64_t pcpu = 0, psys = 0;
     for (size_t i = 0; i < m->nstatus; i++) {
         const ml_status_tick *s = &m->status[i];
-        uint32_t cpu, sys;
-        memcpy(&cpu, &s->cpu_percent, 4);
-        memcpy(&sys, &s->system_cpu_percent, 4);
+        int64_t cpu = per_mille(s->cpu_percent), sys = per_mille(s->system_cpu_percent);
         ml__put_svarint(&col[0], s->time - prev.time);
-        ml__put_le(&col[1], cpu, 4);
-        ml__put_le(&col[2], sys, 4);
-        ml__put_svarint(&col[3], (int64_t)(s->rss - prev.rss));
-        ml__put_svarint(&col[4], (int64_t)(s->memory_total - prev.memory_total));
-        ml__put_svarint(&col[5], (int64_t)(s->memory_free - prev.memory_free));
-        ml__put_svarint(&col[6], (int64_t)(s->objects - prev.objects));
-        ml__put_svarint(&col[7], (int64_t)s->modules - prev.modules);
+        ml__put_svarint(&col[1], cpu - pcpu);
+        ml__put_svarint(&col[2], sys - psys);
+        put_bytes_col(&col[3], &col[4], s->rss, prev.rss);
+        put_bytes_col(&col[5], &col[6], s->memory_total, prev.memory_total);
+        put_bytes_col(&col[7], &col[8], s->memory_free, prev.memory_free);
+        ml__put_svarint(&col[9], (int64_t)(s->objects - prev.objects));
+        ml__put_svarint(&col[10], (int64_t)s->modules - prev.modules);
         prev = *s;
+        pcpu = cpu;
+        psys = sys;
     }
     ml__put_varint(b, m->nstatus);
-    for (int c = 0; c < 8; c++)
+    for (int c = 0; c < STATUS_COLS; c++)
         ml__put_col(b, &col[c]);
 }
 
 static void load_status(ml_model *m, ml__rd *r)
 {
     uint64_t n = ml__get_varint(r);
-    ml__rd c[8];
-    for (int i = 0; i < 8; i++)
+    ml__rd c[STATUS_COLS];
+    for (int i = 0; i < STATUS_COLS; i++)
         c[i] = ml__get_col(r);
     if (!ml__count_ok(&c[0], n)) {
         r->ok = false;
@@ -277,20 +305,22 @@ static void load_status(ml_model *m, ml__rd *r)
     m->status = ml_xcalloc(n + 1, sizeof(ml_status_tick));
     m->capstatus = n + 1;
     ml_status_tick prev = {0};
+    uint64_t cpu = 0, sys = 0; /* unsigned: a damaged file wraps, no overflow */
     for (uint64_t i = 0; i < n; i++) {
         ml_status_tick *s = &m->status[i];
-        s->time = prev.time + ml__get_svarint(&c[0]);
-        uint32_t cpu = ml__get_u32(&c[1]), sys = ml__get_u32(&c[2]);
-        memcpy(&s->cpu_percent, &cpu, 4);
-        memcpy(&s->system_cpu_percent, &sys, 4);
-        s->rss = prev.rss + (uint64_t)ml__get_svarint(&c[3]);
-        s->memory_total = prev.memory_total + (uint64_t)ml__get_svarint(&c[4]);
-        s->memory_free = prev.memory_free + (uint64_t)ml__get_svarint(&c[5]);
-        s->objects = prev.objects + (uint64_t)ml__get_svarint(&c[6]);
-        s->modules = (uint32_t)(prev.modules + ml__get_svarint(&c[7]));
+        s->time = (int64_t)((uint64_t)prev.time + (uint64_t)ml__get_svarint(&c[0]));
+        cpu += (uint64_t)ml__get_svarint(&c[1]);
+        sys += (uint64_t)ml__get_svarint(&c[2]);
+        s->cpu_percent = (float)((double)(int64_t)cpu / 10.0);
+        s->system_cpu_percent = (float)((double)(int64_t)sys / 10.0);
+        s->rss = get_bytes_col(&c[3], &c[4], prev.rss);
+        s->memory_total = get_bytes_col(&c[5], &c[6], prev.memory_total);
+        s->memory_free = get_bytes_col(&c[7], &c[8], prev.memory_free);
+        s->objects = prev.objects + (uint64_t)ml__get_svarint(&c[9]);
+        s->modules = (uint32_t)(prev.modules + (uint64_t)ml__get_svarint(&c[10]));
         prev = *s;
     }
-    ml__cols_done(r, c, 8);
+    ml__cols_done(r, c, STATUS_COLS);
     m->nstatus = r->ok ? n : 0;
 }
 
@@ -370,15 +400,21 @@ static void load_meta(ml_model *m, ml__rd *r)
     m->end_time = ml__get_svarint(r);
 }
 
-void ml__recording_tables_write(ml__buf *b, const ml_model *m)
+/* Three groups, each its own zstd frame (recording.c): numbers (meta,
+ * threads, frames, stacks), text (strings, then the log events, whose
+ * paths match the file strings) and status ticks. Mixed in one frame the
+ * groups share one set of entropy tables and code worse. */
+void ml__recording_tables_write(ml__buf *b, const ml_model *m, size_t cuts[2])
 {
     write_meta(b, m);
     write_threads(b, m);
     write_frames(b, m);
-    write_strings(b, m);
     ml__recording_stacks_write(b, m);
-    write_status(b, m);
+    cuts[0] = b->n;
+    write_strings(b, m);
     write_logs(b, m);
+    cuts[1] = b->n;
+    write_status(b, m);
 }
 
 /* Frames come before strings: the reader must know which strings are
@@ -391,11 +427,11 @@ void ml__recording_tables_load(ml_model *m, ml__rd *r)
     if (r->ok)
         load_frames(m, r);
     if (r->ok)
-        load_strings(m, r);
-    if (r->ok)
         ml__recording_stacks_load(m, r);
     if (r->ok)
-        load_status(m, r);
+        load_strings(m, r);
     if (r->ok)
         load_logs(m, r);
+    if (r->ok)
+        load_status(m, r);
 }

@@ -16,6 +16,17 @@ per-run tables (strings, frames, stacks) weigh as they do in real runs, not
 as in a toy. ML_BENCH_REPS runs per side and rate (default 3), medians with
 spread; the target is ours/original <= 0.25.
 
+Also printed, for both sides: the samples actually recorded per second of
+run and the bytes per recorded sample. Ours: the run's sample count
+(run.json `samples`, every thread). The original keeps no samples, only
+calls that start and end at sample times: its recording is unpickled (in
+its own venv) and the distinct start and end times of its calls (ms, as it
+rounds them) are counted, the samples at which it saw a stack change. Its
+sampler sleeps the configured delay between samples, and its Python
+sampling thread waits for the GIL, so it records far fewer samples than
+the rate asks for; the target still compares bytes per second at the same
+configured rate.
+
     PYTHONPATH=build/python MICROLOGD=build/collector/micrologd \\
         .venv/bin/python tests/bench/bench_recording_size.py
 """
@@ -55,6 +66,18 @@ def orig_python() -> str:
     return str(python)
 
 
+# Run by the original's interpreter: its recording is zstd(pickle(Recording)).
+COUNT_ORIG = """
+import json, pickle, sys, zstd
+rec = pickle.loads(zstd.decompress(open(sys.argv[1], "rb").read()))
+times = set()
+for c in rec.calls:
+    times.add(round(c.when, 3))
+    times.add(round(c.when + c.duration, 3))
+print(json.dumps({"calls": len(rec.calls), "samples": len(times)}))
+"""
+
+
 def timed(args, env, cwd=None) -> float:
     start = time.perf_counter()
     out = subprocess.run(args, env=env, cwd=cwd, capture_output=True, timeout=600, check=False)
@@ -63,19 +86,24 @@ def timed(args, env, cwd=None) -> float:
     return time.perf_counter() - start
 
 
-def original_run(python: str, delay: str) -> float:
-    """Bytes per second of the original's .zip."""
+def original_run(python: str, delay: str) -> tuple:
+    """(bytes, samples, seconds) of the original's .zip."""
     with tempfile.TemporaryDirectory(prefix="ml-orig-") as home:
         env = env_for(None, HOME=home, TRACER_SAMPLE_DELAY=delay)
+        # Our build's python/ on PYTHONPATH would shadow the original's package.
+        env.pop("PYTHONPATH", None)
         seconds = timed([python, "-m", "microlog", "size-orig", WORKLOAD, ROUNDS], env, cwd=home)
         zips = list(Path(home, "microlog").rglob("*.zip"))
         if len(zips) != 1:
             raise RuntimeError(f"expected one recording, found {zips}")
-        return zips[0].stat().st_size / seconds
+        out = subprocess.run([python, "-c", COUNT_ORIG, str(zips[0])], env=env,
+                             capture_output=True, check=True, timeout=300)  # fmt: skip
+        samples = json.loads(out.stdout.decode().strip().splitlines()[-1])["samples"]
+        return zips[0].stat().st_size, samples, seconds
 
 
-def our_run(collector: Collector, delay: str, label: str) -> float:
-    """Bytes per second of our recording.mlr, once compacted."""
+def our_run(collector: Collector, delay: str, label: str) -> tuple:
+    """(bytes, samples, seconds) of our recording.mlr, once compacted."""
     env = env_for(collector, TRACER_SAMPLE_DELAY=delay)
     seconds = timed([PYTHON, "-m", "microlog", label, WORKLOAD, ROUNDS], env)
     deadline = time.monotonic() + 60
@@ -84,7 +112,7 @@ def our_run(collector: Collector, delay: str, label: str) -> float:
             info = json.loads(run_json.read_text())
             recording = run_json.parent / "recording.mlr"
             if info.get("status") == "complete" and info.get("stored_bytes") and recording.exists():
-                return recording.stat().st_size / seconds
+                return recording.stat().st_size, int(info["samples"]), seconds
         time.sleep(0.2)
     raise RuntimeError(f"run {label} was not compacted within 60 s")
 
@@ -95,16 +123,24 @@ def main() -> int:
     rows = []
     try:
         for rname, delay in RATES.items():
-            orig, ours = [], []
+            o_runs, u_runs = [], []
             for i in range(REPS):
-                orig.append(original_run(python, delay))
-                ours.append(our_run(collector, delay, f"size-{rname.replace(' ', '')}-{i}"))
+                o_runs.append(original_run(python, delay))
+                u_runs.append(our_run(collector, delay, f"size-{rname.replace(' ', '')}-{i}"))
+            orig = [b / s for b, _, s in o_runs]
+            ours = [b / s for b, _, s in u_runs]
             ratio = statistics.median(ours) / statistics.median(orig)
             rows.append({"rate": rname, "original_bytes_per_s": orig, "ours_bytes_per_s": ours,
+                         "original_runs": o_runs, "ours_runs": u_runs,
                          "ratio": ratio, "target": TARGET, "met": ratio <= TARGET})  # fmt: skip
             print(f"{rname:7} original {spread(orig)} B/s   ours {spread(ours)} B/s   "
                   f"ours/original {ratio:.3f} (target <= {TARGET}: "
                   f"{'met' if ratio <= TARGET else 'NOT met'})", flush=True)  # fmt: skip
+            for side, runs in (("original", o_runs), ("ours", u_runs)):
+                rate = [n / s for _, n, s in runs]
+                per = [b / max(n, 1) for b, n, _ in runs]
+                print(f"        {side:8} recorded {spread(rate)} samples/s   "
+                      f"{spread(per)} B/sample", flush=True)  # fmt: skip
     finally:
         collector.stop()
     print(f"(cpu_sympy.py {ROUNDS} rounds, {REPS} runs each, medians; target: ours/original <= {TARGET})")
