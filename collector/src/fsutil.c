@@ -65,7 +65,7 @@ int ml_fsync_parent(const char *path)
     return rv;
 }
 
-int ml_write_file_atomic(const char *path, const void *data, size_t len)
+int ml_write_file_replace(const char *path, const void *data, size_t len, bool sync)
 {
     char *tmp = ml_xasprintf("%s.tmp.%ld", path, (long)getpid());
     int rv, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -74,7 +74,7 @@ int ml_write_file_atomic(const char *path, const void *data, size_t len)
         free(tmp);
         return rv;
     }
-    if ((rv = ml_write_all(fd, data, len)) == 0 && fsync(fd) != 0)
+    if ((rv = ml_write_all(fd, data, len)) == 0 && sync && fsync(fd) != 0)
         rv = -errno;
     if (close(fd) != 0 && rv == 0)
         rv = -errno;
@@ -82,10 +82,15 @@ int ml_write_file_atomic(const char *path, const void *data, size_t len)
         rv = -errno;
     if (rv != 0)
         unlink(tmp);
-    else
+    else if (sync)
         rv = ml_fsync_parent(path);
     free(tmp);
     return rv;
+}
+
+int ml_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    return ml_write_file_replace(path, data, len, true);
 }
 
 int ml_read_file(const char *path, size_t max, char **out, size_t *out_len)

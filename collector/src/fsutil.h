@@ -6,6 +6,7 @@
 #ifndef ML_COLLECTOR_FSUTIL_H
 #define ML_COLLECTOR_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* mkdir -p path with mode 0755. Existing directories are fine. */
@@ -15,6 +16,11 @@ int ml_mkdirs(const char *path);
  * renamed over path, and the directory is fsync'd. On error path is
  * unchanged and the temporary file is removed. */
 int ml_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* ml_write_file_atomic() with the syncs optional: without them the rename
+ * still never leaves a half-written file under path while the system runs,
+ * but a crash of the machine may leave the old contents or none. */
+int ml_write_file_replace(const char *path, const void *data, size_t len, bool sync);
 
 /* Reads a whole file (at most max bytes, else -EFBIG) into a malloc'd,
  * NUL-terminated buffer owned by the caller. */

@@ -319,28 +319,6 @@ int ml_store_create_run_dir(const ml_store *s, const ml_run *r)
     return rv;
 }
 
-/* ml_write_file_atomic() without its syncs: the rename still never leaves
- * a half-written file under path while the system runs. */
-static int write_file_renamed(const char *path, const void *data, size_t len)
-{
-    char *tmp = ml_xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int rv, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rv = -errno;
-        free(tmp);
-        return rv;
-    }
-    rv = ml_write_all(fd, data, len);
-    if (close(fd) != 0 && rv == 0)
-        rv = -errno;
-    if (rv == 0 && rename(tmp, path) != 0)
-        rv = -errno;
-    if (rv != 0)
-        unlink(tmp);
-    free(tmp);
-    return rv;
-}
-
 static int write_meta(ml_store *s, ml_run *r, bool sync)
 {
     json_t *j = ml_run_to_json(r);
@@ -351,7 +329,7 @@ static int write_meta(ml_store *s, ml_run *r, bool sync)
         ml_oom(0);
     len = strlen(text);
     char *path = ml_store_run_path(s, r, ML_RUN_META_FILE);
-    int rv = sync ? ml_write_file_atomic(path, text, len) : write_file_renamed(path, text, len);
+    int rv = ml_write_file_replace(path, text, len, sync);
     if (rv == 0) {
         r->dirty = false;
         size_t l;
