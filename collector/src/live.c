@@ -54,7 +54,7 @@ static int64_t batch_end(const Microlog__V1__Batch *b)
     if (b->samples) {
         int64_t t = b->base_time;
         for (size_t i = 0; i < b->samples->n_time_delta; i++) {
-            t += b->samples->time_delta[i];
+            t = (int64_t)((uint64_t)t + (uint64_t)b->samples->time_delta[i]); /* see validate.h */
             end = max64(end, t);
         }
     }

@@ -9,6 +9,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
+#include "validate.h"
 
 void ml_model_init(ml_model *m)
 {
@@ -107,6 +108,14 @@ static void add_definitions(ml_model *m, const Microlog__V1__Batch *b)
     }
 }
 
+/* Ingest refuses times beyond ML_TIME_LIMIT_US (validate.h); a journal
+ * damaged on disk may still hold any value: clamped, so that no query
+ * arithmetic on times can overflow. */
+static int64_t clamp_time(int64_t t)
+{
+    return t < -ML_TIME_LIMIT_US ? -ML_TIME_LIMIT_US : t > ML_TIME_LIMIT_US ? ML_TIME_LIMIT_US : t;
+}
+
 static void add_samples(ml_model *m, const Microlog__V1__Batch *b)
 {
     const Microlog__V1__Samples *s = b->samples;
@@ -124,11 +133,11 @@ static void add_samples(ml_model *m, const Microlog__V1__Batch *b)
     int64_t t = b->base_time;
     for (size_t i = 0; i < n; i++) {
         size_t k = m->nsamples++;
-        t += s->time_delta[i];
+        t = (int64_t)((uint64_t)t + (uint64_t)s->time_delta[i]); /* wraps, no UB */
         m->sample_thread[k] = s->thread[i];
         m->sample_stack[k] = s->stack[i];
         m->sample_cpu[k] = s->n_cpu_us == n ? s->cpu_us[i] : 0;
-        m->sample_time[k] = t;
+        m->sample_time[k] = clamp_time(t);
         COVER(m, threads, s->thread[i]);
         m->threads[s->thread[i]].samples++;
     }
@@ -140,7 +149,7 @@ static void add_events(ml_model *m, const Microlog__V1__Batch *b)
     for (size_t i = 0; i < b->n_status; i++) {
         const Microlog__V1__StatusTick *s = b->status[i];
         m->status[m->nstatus++] = (ml_status_tick){
-            .time = s->time,
+            .time = clamp_time(s->time),
             .cpu_percent = s->cpu_percent,
             .system_cpu_percent = s->system_cpu_percent,
             .rss = s->rss,
@@ -154,7 +163,7 @@ static void add_events(ml_model *m, const Microlog__V1__Batch *b)
     for (size_t i = 0; i < b->n_logs; i++) {
         const Microlog__V1__LogEvent *e = b->logs[i];
         m->logs[m->nlogs++] = (ml_log_event){
-            .time = e->time,
+            .time = clamp_time(e->time),
             .thread = e->thread,
             .kind = e->kind,
             .stack = e->stack,

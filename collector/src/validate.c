@@ -95,7 +95,12 @@ static int check_defs(vctx *v, const Microlog__V1__Batch *b)
     return 0;
 }
 
-static int check_samples(vctx *v, const Microlog__V1__Samples *s)
+static bool time_ok(int64_t t)
+{
+    return t >= -ML_TIME_LIMIT_US && t <= ML_TIME_LIMIT_US;
+}
+
+static int check_samples(vctx *v, const Microlog__V1__Samples *s, int64_t base_time)
 {
     const ml_live *l = v->live;
     size_t n = s->n_thread;
@@ -104,6 +109,14 @@ static int check_samples(vctx *v, const Microlog__V1__Samples *s)
                     "sample columns differ in length (thread %zu, time_delta %zu, stack %zu, "
                     "cpu_us %zu)",
                     n, s->n_time_delta, s->n_stack, s->n_cpu_us);
+    if (!time_ok(base_time))
+        return fail(v, "base_time %lld is out of range", (long long)base_time);
+    int64_t t = base_time;
+    for (size_t i = 0; i < n; i++) {
+        /* Both within 2^52 before the sum: it cannot overflow. */
+        if (!time_ok(s->time_delta[i]) || !time_ok(t += s->time_delta[i]))
+            return fail(v, "samples.time_delta[%zu] puts the sample out of range", i);
+    }
     for (size_t i = 0; i < n; i++) {
         if (!ref_ok(v, &l->threads, &v->threads, s->thread[i], false))
             return fail(v, "samples.thread[%zu] = %u is not defined", i, s->thread[i]);
@@ -120,11 +133,26 @@ static int check_logs(vctx *v, const Microlog__V1__Batch *b)
         const Microlog__V1__LogEvent *e = b->logs[i];
         if (e->kind > MICROLOG__V1__LOG_KIND__LOG_KIND_ANALYSIS)
             return fail(v, "logs[%zu].kind = %u is unknown", i, e->kind);
+        if (!time_ok(e->time))
+            return fail(v, "logs[%zu].time is out of range", i);
         if (!ref_ok(v, &l->threads, &v->threads, e->thread, true))
             return fail(v, "logs[%zu].thread = %u is not defined", i, e->thread);
         if (!ref_ok(v, &l->stacks, &v->stacks, e->stack, true))
             return fail(v, "logs[%zu].stack = %u is not defined", i, e->stack);
     }
+    return 0;
+}
+
+/* Status ticks and thread definitions (samples and logs: in their checks). */
+static int check_times(vctx *v, const Microlog__V1__Batch *b)
+{
+    for (size_t i = 0; i < b->n_status; i++)
+        if (!time_ok(b->status[i]->time))
+            return fail(v, "status[%zu].time is out of range", i);
+    for (size_t i = 0; i < b->n_threads; i++)
+        if (!time_ok(b->threads[i]->started_us) || !time_ok(b->threads[i]->ended_us))
+            return fail(v, "threads[%zu] (id %u) start or end is out of range", i,
+                        b->threads[i]->id);
     return 0;
 }
 
@@ -138,8 +166,8 @@ int ml_batch_validate(const ml_live *l, const Microlog__V1__Batch *b, char *err,
              (rv = COLLECT_IDS(&v, &v.frames, b->frames, b->n_frames, "frames")) == 0 &&
              (rv = COLLECT_IDS(&v, &v.stacks, b->stacks, b->n_stacks, "stacks")) == 0 &&
              (rv = COLLECT_IDS(&v, &v.threads, b->threads, b->n_threads, "threads")) == 0 &&
-             (rv = check_defs(&v, b)) == 0 &&
-             (b->samples == NULL || (rv = check_samples(&v, b->samples)) == 0))
+             (rv = check_defs(&v, b)) == 0 && (rv = check_times(&v, b)) == 0 &&
+             (b->samples == NULL || (rv = check_samples(&v, b->samples, b->base_time)) == 0))
         rv = check_logs(&v, b);
     free(v.strings.ids);
     free(v.frames.ids);

@@ -7,7 +7,10 @@
  *    thread/stack) name an id defined in this batch or an earlier stored
  *    one (0 is allowed where the protocol says "none");
  *  - sample columns have equal lengths (cpu_us may be empty: not measured);
- *  - log kinds are known.
+ *  - log kinds are known;
+ *  - every time (sample times from base_time and the deltas, status and
+ *    log times, thread start and end) lies within +-ML_TIME_LIMIT_US, so
+ *    that no sum of them overflows anywhere downstream.
  *
  * A batch that arrives after a gap (its seq is not acked_seq + 1) may refer
  * to definitions in the missing batch, so for it references are only
@@ -21,6 +24,9 @@
 #include "microlog.pb-c.h"
 
 #include "live.h"
+
+/* Times are microseconds since the run's start: 2^52 us is 142 years. */
+#define ML_TIME_LIMIT_US ((int64_t)1 << 52)
 
 /* Returns 0 when b is acceptable for the run whose state is l, else
  * -EINVAL with a short English reason in err (errlen bytes). */

@@ -20,6 +20,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
+#include "validate.h"
 #include "wire.h"
 
 #define UID1 "0123456789abcdef0123456789abcdef"
@@ -429,6 +430,19 @@ static void test_errors(void **state)
     bb.smp.n_stack = 2;
     assert_int_equal(send_batch(f, b), -MICROLOG__V1__STATUS__INVALID_ARGUMENT);
     b = make_batch(&bb, UID1, 0, true, 1);
+    assert_int_equal(send_batch(f, b), -MICROLOG__V1__STATUS__INVALID_ARGUMENT);
+    /* Times whose sum would overflow (found by fuzz/ingest): refused. */
+    b = make_batch(&bb, UID1, 1, true, 2);
+    bb.delta[1] = INT64_MAX - 100;
+    assert_int_equal(send_batch(f, b), -MICROLOG__V1__STATUS__INVALID_ARGUMENT);
+    b = make_batch(&bb, UID1, 1, true, 2);
+    bb.delta[0] = ML_TIME_LIMIT_US, bb.delta[1] = 1; /* each in range, the sum not */
+    assert_int_equal(send_batch(f, b), -MICROLOG__V1__STATUS__INVALID_ARGUMENT);
+    b = make_batch(&bb, UID1, 1, true, 2);
+    bb.b.base_time = INT64_MIN;
+    assert_int_equal(send_batch(f, b), -MICROLOG__V1__STATUS__INVALID_ARGUMENT);
+    b = make_batch(&bb, UID1, 1, true, 2);
+    bb.th.started_us = -ML_TIME_LIMIT_US - 1;
     assert_int_equal(send_batch(f, b), -MICROLOG__V1__STATUS__INVALID_ARGUMENT);
     /* None of it was stored, and the collector still works. */
     assert_int_equal(read_journal(f, id).types[ML_JOURNAL_BATCH], 0);
