@@ -122,6 +122,11 @@ static void add_samples(ml_model *m, const Microlog__V1__Batch *b)
     if (s == NULL || s->n_thread == 0)
         return;
     size_t n = s->n_thread, need = m->nsamples + n, cap = m->capsamples;
+    /* Ingest journals only validated batches (validate.c); a journal that
+     * was not written by it may hold anything: columns of unequal length
+     * are skipped rather than read past their end. */
+    if (s->n_time_delta != n || s->n_stack != n || (s->n_cpu_us != n && s->n_cpu_us != 0))
+        return;
     ml_xgrow((void **)&m->sample_thread, &cap, need, sizeof(uint32_t));
     cap = m->capsamples;
     ml_xgrow((void **)&m->sample_stack, &cap, need, sizeof(uint32_t));

@@ -26,15 +26,20 @@ void ml_recording_set_level(int level)
 }
 
 enum section_type {
-    SEC_SAMPLES = 8,
-    SEC_TABLES = 9,
+    SEC_SAMPLES = ML_RECORDING_SEC_SAMPLES,
+    SEC_TABLES = ML_RECORDING_SEC_TABLES,
 };
 
 #define SECTION_HEADER 13
 #define INDEX_ENTRY 29
 #define TRAILER 16
 
-/* ---- writer ---- */
+/* ---- container writer ---- */
+
+/* The one writer of the container (magic, sections, index, trailer):
+ * ml_recording_write() and ml_recording_write_sections() both go through
+ * writer_init, add_section_parts and writer_finish. Sections are
+ * compressed as they are added, so only one raw body is held at a time. */
 
 typedef struct index_entry {
     uint8_t type;
@@ -49,17 +54,23 @@ typedef struct writer {
     size_t nidx, capidx;
 } writer;
 
-/* Adds a section whose body is compressed as nparts zstd frames, part i
- * ending at ends[i] (the last at body->n); the reader's ZSTD_decompress
- * takes the concatenated frames as one body. */
-static void add_section_parts(writer *w, uint8_t type, const ml__buf *body, const size_t *ends,
-                              int nparts, int64_t t0, int64_t t1, uint32_t n)
+static void writer_init(writer *w)
 {
-    size_t bound = nparts * (size_t)ZSTD_compressBound(body->n), zn = 0, from = 0;
+    *w = (writer){0};
+    ml__buf_put(&w->out, ML_RECORDING_MAGIC, 4);
+}
+
+/* Adds section s, its body compressed as nparts zstd frames, part i
+ * ending at ends[i] (the last at s->len); the reader's ZSTD_decompress
+ * takes the concatenated frames as one body. */
+static void add_section_parts(writer *w, const ml_recording_section *s, const size_t *ends,
+                              int nparts)
+{
+    size_t bound = nparts * (size_t)ZSTD_compressBound(s->len), zn = 0, from = 0;
     uint8_t *z = ml_xmalloc(bound ? bound : 1);
-    const uint8_t *src = body->p ? body->p : (const uint8_t *)"";
+    const uint8_t *src = s->body ? s->body : (const uint8_t *)"";
     for (int i = 0; i < nparts; i++) {
-        size_t to = i == nparts - 1 ? body->n : ends[i];
+        size_t to = i == nparts - 1 ? s->len : ends[i];
         size_t got = ZSTD_compress(z + zn, bound - zn, src + from, to - from, zlevel);
         if (ZSTD_isError(got))
             ml_oom(0); /* only an allocation failure inside zstd can fail here */
@@ -67,11 +78,11 @@ static void add_section_parts(writer *w, uint8_t type, const ml__buf *body, cons
         from = to;
     }
     ml_xgrow((void **)&w->idx, &w->capidx, w->nidx + 1, sizeof(index_entry));
-    w->idx[w->nidx++] = (index_entry){type, w->out.n, t0, t1, n};
+    w->idx[w->nidx++] = (index_entry){s->type, w->out.n, s->t_first, s->t_last, s->n};
     uint8_t h[SECTION_HEADER];
-    h[0] = type;
+    h[0] = s->type;
     for (int i = 0; i < 4; i++) {
-        h[1 + i] = (uint8_t)(body->n >> (8 * i));
+        h[1 + i] = (uint8_t)(s->len >> (8 * i));
         h[5 + i] = (uint8_t)(zn >> (8 * i));
         h[9 + i] = (uint8_t)(XXH32(z, zn, 0) >> (8 * i));
     }
@@ -83,7 +94,46 @@ static void add_section_parts(writer *w, uint8_t type, const ml__buf *body, cons
 static void add_section(writer *w, uint8_t type, const ml__buf *body, int64_t t0, int64_t t1,
                         uint32_t n)
 {
-    add_section_parts(w, type, body, NULL, 1, t0, t1, n);
+    ml_recording_section s = {type, body->p, body->n, t0, t1, n};
+    add_section_parts(w, &s, NULL, 1);
+}
+
+/* Appends the index and the trailer, writes the file atomically and frees
+ * w. Returns 0 or -errno. */
+static int writer_finish(writer *w, const char *path)
+{
+    uint64_t index_offset = w->out.n;
+    ml__buf idx = {0};
+    ml__put_le(&idx, w->nidx, 4);
+    for (size_t i = 0; i < w->nidx; i++) {
+        ml__put_le(&idx, w->idx[i].type, 1);
+        ml__put_le(&idx, w->idx[i].offset, 8);
+        ml__put_le(&idx, (uint64_t)w->idx[i].t_first, 8);
+        ml__put_le(&idx, (uint64_t)w->idx[i].t_last, 8);
+        ml__put_le(&idx, w->idx[i].n, 4);
+    }
+    ml__buf_put(&w->out, idx.p, idx.n);
+    ml__put_le(&w->out, index_offset, 8);
+    ml__put_le(&w->out, XXH32(idx.p, idx.n, 0), 4);
+    ml__buf_put(&w->out, ML_RECORDING_END, 4);
+    int rv = ml_write_file_atomic(path, w->out.p, w->out.n);
+    free(idx.p);
+    free(w->idx);
+    free(w->out.p);
+    *w = (writer){0};
+    return rv;
+}
+
+int ml_recording_write_sections(const char *path, const ml_recording_section *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i].len > ML_RECORDING_SECTION_MAX)
+            return -EINVAL;
+    writer w;
+    writer_init(&w);
+    for (size_t i = 0; i < n; i++)
+        add_section_parts(&w, &s[i], NULL, 1);
+    return writer_finish(&w, path);
 }
 
 /* ---- samples ---- */
@@ -246,33 +296,16 @@ static void write_samples(writer *w, const ml_model *m)
 
 int ml_recording_write(const ml_model *m, const char *path)
 {
-    writer w = {0};
-    ml__buf_put(&w.out, ML_RECORDING_MAGIC, 4);
+    writer w;
+    writer_init(&w);
     ml__buf tables = {0};
     size_t cuts[2];
     ml__recording_tables_write(&tables, m, cuts);
-    add_section_parts(&w, SEC_TABLES, &tables, cuts, 3, 0, 0, 0);
+    ml_recording_section t = {SEC_TABLES, tables.p, tables.n, 0, 0, 0};
+    add_section_parts(&w, &t, cuts, 3);
     free(tables.p);
     write_samples(&w, m);
-    uint64_t index_offset = w.out.n;
-    ml__buf idx = {0};
-    ml__put_le(&idx, w.nidx, 4);
-    for (size_t i = 0; i < w.nidx; i++) {
-        ml__put_le(&idx, w.idx[i].type, 1);
-        ml__put_le(&idx, w.idx[i].offset, 8);
-        ml__put_le(&idx, (uint64_t)w.idx[i].t_first, 8);
-        ml__put_le(&idx, (uint64_t)w.idx[i].t_last, 8);
-        ml__put_le(&idx, w.idx[i].n, 4);
-    }
-    ml__buf_put(&w.out, idx.p, idx.n);
-    ml__put_le(&w.out, index_offset, 8);
-    ml__put_le(&w.out, XXH32(idx.p, idx.n, 0), 4);
-    ml__buf_put(&w.out, ML_RECORDING_END, 4);
-    int rv = ml_write_file_atomic(path, w.out.p, w.out.n);
-    free(idx.p);
-    free(w.idx);
-    free(w.out.p);
-    return rv;
+    return writer_finish(&w, path);
 }
 
 /* ---- reader ---- */

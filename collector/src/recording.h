@@ -61,6 +61,7 @@
 #ifndef ML_COLLECTOR_RECORDING_H
 #define ML_COLLECTOR_RECORDING_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -74,6 +75,30 @@
 #define ML_RECORDING_BLOCK 16384
 /* Largest section accepted by the reader (raw or compressed). */
 #define ML_RECORDING_SECTION_MAX (256u << 20)
+
+/* Section types of the container (the layout above); a reader skips
+ * sections of any other type (a later version's). */
+#define ML_RECORDING_SEC_SAMPLES 8
+#define ML_RECORDING_SEC_TABLES 9
+
+/* One section as ml_recording_write_sections() takes it: its raw
+ * (uncompressed) body and its index entry. */
+typedef struct ml_recording_section {
+    uint8_t type;            /* ML_RECORDING_SEC_*, or any other byte */
+    const uint8_t *body;     /* len bytes, borrowed (NULL when len is 0) */
+    size_t len;              /* at most ML_RECORDING_SECTION_MAX */
+    int64_t t_first, t_last; /* index: first and last sample time (us) */
+    uint32_t n;              /* index: number of samples */
+} ml_recording_section;
+
+/* Writes a recording container at path from n raw section bodies, in
+ * order: each body compressed as one zstd frame (at the level of
+ * ml_recording_set_level()) with its checksum, then the index and the
+ * trailer, laid out by the same code as ml_recording_write() uses. The
+ * bodies are not checked: the fuzz targets build well-sealed files around
+ * any content this way. Atomic like ml_recording_write(). Returns 0,
+ * -EINVAL (a body longer than ML_RECORDING_SECTION_MAX) or -errno. */
+int ml_recording_write_sections(const char *path, const ml_recording_section *s, size_t n);
 
 /* Writes m as a recording at path atomically (path.tmp, fsync, rename,
  * fsync of the directory): on success the recording is durable; on error

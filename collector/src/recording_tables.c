@@ -109,8 +109,10 @@ static void load_frames(ml_model *m, ml__rd *r)
     func prev = {0};
     for (uint64_t i = 1; i <= nfn; i++) {
         func *f = &fns[i];
-        f->name = (uint32_t)(prev.name + ml__get_svarint(&c[0]));
-        f->file = (uint32_t)(prev.file + ml__get_svarint(&c[1]));
+        /* Unsigned sums: a damaged delta wraps (to an id the users of
+         * the model check) instead of overflowing. */
+        f->name = (uint32_t)(prev.name + (uint64_t)ml__get_svarint(&c[0]));
+        f->file = (uint32_t)(prev.file + (uint64_t)ml__get_svarint(&c[1]));
         f->first_line = (uint32_t)ml__get_varint(&c[2]);
         f->flags = (uint32_t)ml__get_varint(&c[3]);
         prev = *f;
@@ -129,8 +131,8 @@ static void load_frames(ml_model *m, ml__rd *r)
         uint32_t base = back == 0 ? f->first_line : last_line[id];
         seen += back == 0;
         ml_frame *fr = &m->frames[i];
-        *fr = (ml_frame){f->name, f->file, (uint32_t)(base + ml__get_svarint(&c[5])), f->first_line,
-                         f->flags};
+        *fr = (ml_frame){f->name, f->file, (uint32_t)(base + (uint64_t)ml__get_svarint(&c[5])),
+                         f->first_line, f->flags};
         last_line[id] = fr->line;
     }
     ml__cols_done(r, c, 6);
@@ -275,7 +277,7 @@ static void write_status(ml__buf *b, const ml_model *m)
     for (size_t i = 0; i < m->nstatus; i++) {
         const ml_status_tick *s = &m->status[i];
         int64_t cpu = per_mille(s->cpu_percent), sys = per_mille(s->system_cpu_percent);
-        ml__put_svarint(&col[0], s->time - prev.time);
+        ml__put_svarint(&col[0], (int64_t)((uint64_t)s->time - (uint64_t)prev.time));
         ml__put_svarint(&col[1], cpu - pcpu);
         ml__put_svarint(&col[2], sys - psys);
         put_bytes_col(&col[3], &col[4], s->rss, prev.rss);
@@ -330,7 +332,7 @@ static void write_logs(ml__buf *b, const ml_model *m)
     int64_t prev = 0;
     for (size_t i = 0; i < m->nlogs; i++) {
         const ml_log_event *e = &m->logs[i];
-        ml__put_svarint(&col[0], e->time - prev);
+        ml__put_svarint(&col[0], (int64_t)((uint64_t)e->time - (uint64_t)prev));
         prev = e->time;
         ml__put_varint(&col[1], e->thread);
         ml__put_varint(&col[2], e->kind);
@@ -359,7 +361,9 @@ static void load_logs(ml_model *m, ml__rd *r)
     int64_t t = 0;
     for (uint64_t i = 0; i < n && c[0].ok; i++) {
         ml_log_event *e = &m->logs[i];
-        t += ml__get_svarint(&c[0]);
+        /* Unsigned, as the writer's difference: any times round-trip and
+         * a damaged file wraps instead of overflowing. */
+        t = (int64_t)((uint64_t)t + (uint64_t)ml__get_svarint(&c[0]));
         e->time = t;
         e->thread = (uint32_t)ml__get_varint(&c[1]);
         e->kind = (uint32_t)ml__get_varint(&c[2]);

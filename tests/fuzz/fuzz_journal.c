@@ -1,6 +1,10 @@
 /*
- * fuzz_journal: the recovery path. Input: the contents of a journal.mlj
- * file as a crash, a full disk or a bad disk may leave it. Path under
+ * fuzz_journal: the recovery path. Input, RAW: the contents of a
+ * journal.mlj file as a crash, a full disk or a bad disk may leave it;
+ * SEALED (first byte FUZZ_SEALED, fuzz_common.h): records that the
+ * harness writes as a valid journal with the product's writer
+ * (ml_journal_append), optionally followed by a raw tail, so that the
+ * checksums pass and the decoders of the payloads are reached. Path under
  * test, in the order a restarted collector runs it: ml_journal_read (record
  * framing, checksums), ml_model_load (the query side decoding every
  * record), ml_live_open (ingest state rebuilt, torn tail cut off) and
@@ -9,12 +13,14 @@
  * Invariants checked: after ml_live_open succeeded the file reads back
  * with no torn tail and at least the records read before; a recording
  * compacted from the journal loads and holds as many samples and logs as
- * the model of the journal.
+ * the model of the journal. SEALED: every record appended reads back,
+ * and with no tail appended nothing is torn.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fuzz_common.h"
 #include "journal.h"
@@ -42,11 +48,10 @@ static int count_record(void *arg, uint8_t type, const uint8_t *p, size_t n, uin
     return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* The recovery path on the journal at path (size bytes). */
+static void check_journal(const char *path, uint64_t size, size_t *records_read)
 {
-    const char *tmp = fuzz_write_file("journal.mlj", data, size);
-    char path[512], rec[512];
-    snprintf(path, sizeof(path), "%s", tmp);
+    char rec[512];
     snprintf(rec, sizeof(rec), "%s/recording.mlr", fuzz_scratch_dir());
 
     uint64_t off = 0;
@@ -55,6 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rv = ml_journal_read(path, &off, count_record, &records, &torn);
     FUZZ_CHECK(rv == 0 || rv == -EBADMSG);
     FUZZ_CHECK(off <= size);
+    *records_read = records;
 
     ml_model m;
     ml_model_init(&m);
@@ -84,5 +90,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rv != 0 || records2 >= records);
     }
     ml_run_free(run);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char path[512];
+    size_t records_read;
+    if (size > 0 && data[0] == FUZZ_SEALED) {
+        snprintf(path, sizeof(path), "%s/journal.mlj", fuzz_scratch_dir());
+        size_t appended;
+        bool tail;
+        FUZZ_CHECK(fuzz_sealed_journal(path, data + 1, size - 1, &appended, &tail) == 0);
+        /* The reader takes back all the writer wrote; only a tail may be
+         * torn. */
+        uint64_t off = 0;
+        bool torn = true;
+        size_t n = 0;
+        FUZZ_CHECK(ml_journal_read(path, &off, count_record, &n, &torn) == 0);
+        FUZZ_CHECK(n >= appended && (tail || (n == appended && !torn)));
+        struct stat st;
+        FUZZ_CHECK(stat(path, &st) == 0);
+        check_journal(path, (uint64_t)st.st_size, &records_read);
+        FUZZ_CHECK(records_read == n);
+        return 0;
+    }
+    snprintf(path, sizeof(path), "%s", fuzz_write_file("journal.mlj", data, size));
+    check_journal(path, size, &records_read);
     return 0;
 }
