@@ -91,8 +91,10 @@ def test_sigkill_recovers_every_acked_batch(loadgen: Path, tmp_path: Path, seed:
 def test_sigkill_during_open_burst(loadgen: Path, tmp_path: Path, seed: int) -> None:
     """50 clients open their runs at once (the group commit syncs their
     journals, directories and index log lines together) and the collector
-    is SIGKILLed during the burst. After a restart every run left on disk
-    is listed with its journal, and the acked samples are all there."""
+    is SIGKILLed during the burst. After a restart every listed run has its
+    journal and the acked samples are all there. A directory whose OpenRun
+    was never acknowledged (killed before the group's index-log sync) may
+    be left on disk unlisted: start-up reads the index log, not the tree."""
     data = tmp_path / "data"
     c = start_collector(data)
     client = subprocess.Popen([str(loadgen), c.ingest, "50", "100000", "100"],
@@ -108,7 +110,7 @@ def test_sigkill_during_open_burst(loadgen: Path, tmp_path: Path, seed: int) -> 
         runs = [r for r in c.get("/api/v1/runs") if r["label"].startswith("loadgen-")]
         assert runs, "no run survived: the burst was not reached"
         on_disk = {f"{p.parent.name}/{p.name}" for p in run_dirs(data)}
-        assert {r["id"] for r in runs} == on_disk
+        assert {r["id"] for r in runs} <= on_disk
         for r in runs:
             assert (data / "runs" / "local" / r["id"] / "journal.mlj").stat().st_size > 4
         assert sum(r["samples"] for r in runs) >= acked
