@@ -691,7 +691,9 @@ static int64_t next_event(const ml_client *c, int64_t now)
 {
     const ml__sender *s = &c->snd;
     int64_t until = s->next_flush;
-    if (!s->failed && s->inflight == NULL) {
+    /* An offline client (spool only, a forked child) never discovers nor
+     * retries: without this its discover_at of 0 made the thread spin. */
+    if (!s->failed && !s->offline && s->inflight == NULL) {
         int64_t t = s->ingest == NULL ? s->discover_at : has_request(s) ? s->retry_at : until;
         if (t < until)
             until = t;

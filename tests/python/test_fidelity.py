@@ -217,6 +217,29 @@ def test_fork_finishes_and_keeps_the_parent_run(collector: Collector, runner, mo
     assert f"fork-{mode}.spin" in names
 
 
+IDLE_CHILD = """
+import os, time
+
+pid = os.fork()
+if pid == 0:
+    time.sleep(2.0)
+    t = os.times()
+    print(f"child cpu {t.user + t.system:.3f}", flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_forked_child_idles_without_cpu(collector: Collector, runner):
+    # A forked child records to its spool only; its sender thread once
+    # spun on a discovery time of 0 (a whole core, starving the sampler
+    # and hanging multiprocessing pools). Sleeping 2 s must cost the
+    # child almost no CPU (a spinning thread takes ~2 s of it).
+    profile(collector, runner, IDLE_CHILD, "idle-child")
+    (line,) = [ln for ln in LAST_STDOUT if ln.startswith("child cpu")]
+    assert float(line.split()[-1]) < 0.5, line
+
+
 POOL = """
 import multiprocessing, time
 
