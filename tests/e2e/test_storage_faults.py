@@ -99,8 +99,13 @@ def test_retention_by_bytes_and_age(loadgen: Path, tmp_path: Path) -> None:  # n
         runs = c.get("/api/v1/runs")
         assert len(runs) == 3
         assert wait_for(lambda: len(list(data.glob("runs/local/*/*/recording.mlr"))) == 3, 20)
-        sizes = {r["id"]: json.loads((data / "runs/local" / r["id"] / "run.json").read_text())
-                 ["stored_bytes"] for r in runs}
+        # The recording is renamed into place before run.json is rewritten
+        # with its size: wait for both, so the budget below is the real one.
+        sizes = {r["id"]: (data / "runs/local" / r["id"] / "recording.mlr").stat().st_size
+                 for r in runs}
+        assert wait_for(lambda: all(
+            json.loads((data / "runs/local" / rid / "run.json").read_text())["stored_bytes"] == n
+            for rid, n in sizes.items()), 20)
     finally:
         assert c.stop() == 0
     # Room for the two newest runs only: the oldest goes.
