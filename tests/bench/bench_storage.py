@@ -20,29 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("ML_BUILD_DIR", SRC / "build"))
-MICROLOGD = os.environ.get("MICROLOGD", str(BUILD / "collector" / "micrologd"))
 REPS = int(os.environ.get("ML_BENCH_REPS", "5"))
 
-
-def build_loadgen(out: Path) -> Path:
-    exe = out / "loadgen_storage"
-    subprocess.run(["cc", "-O2", "-o", str(exe), str(SRC / "tests/bench/loadgen_storage.c"),
-                    "-I", str(BUILD / "proto/gen"), "-I", str(SRC / "proto"),
-                    str(BUILD / "proto/libml_proto.a"), "-lnng", "-lprotobuf-c", "-llz4",
-                    "-lpthread"], check=True)
-    return exe
-
-
-def start(data: Path) -> tuple[subprocess.Popen[bytes], dict]:
-    ready = data / "ready.json"
-    proc = subprocess.Popen([MICROLOGD, "--data-dir", str(data), "--http", "127.0.0.1:0",
-                             "--ready-file", str(ready)],
-                            stdout=subprocess.DEVNULL, stderr=open(data / "log", "ab"))
-    while not ready.exists():
-        time.sleep(0.02)
-    return proc, json.loads(ready.read_text())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_load import build_loadgen, start  # noqa: E402  (one collector launcher for the benches)
 
 
 def runs_meta(data: Path) -> list[dict]:
