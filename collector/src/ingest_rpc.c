@@ -322,6 +322,21 @@ static void close_run(ml_collector *c, ml_run *r, const Microlog__V1__CloseRun *
         ml_live_release(r);
 }
 
+/* Charges len bytes of batch data to who's ingest rate (hosted mode);
+ * true, with RESOURCE_EXHAUSTED (retryable) in res, when over it. */
+static bool rate_refused(ml_collector *c, const ml_principal *who, size_t len, rpc_result *res)
+{
+    ml_hosted *h = c->hosted;
+    uint64_t retry_ms;
+    if (h == NULL ||
+        ml_rate_take(&h->rate, &h->limits, who ? who->token : "", len, uv_now(c->loop), &retry_ms))
+        return false;
+    set_error(res, ST(RESOURCE_EXHAUSTED),
+              "ingest rate limit of %llu bytes/s for this token exceeded; retry in %llu ms",
+              (unsigned long long)h->limits.rate_bytes, (unsigned long long)retry_ms);
+    return true;
+}
+
 /* Serializes msg into a malloc'd buffer. */
 static uint8_t *pack_message(const ProtobufCMessage *msg, size_t *len)
 {
@@ -352,14 +367,7 @@ static void close_with_batch(ml_collector *c, const ml_principal *who, ml_run *r
     if (!ml_live_has_seq(r->live, b->seq)) {
         size_t blen;
         uint8_t *bytes = pack_message(&b->base, &blen);
-        uint64_t retry_ms;
-        ml_hosted *h = c->hosted;
-        if (h != NULL && !ml_rate_take(&h->rate, &h->limits, who ? who->token : "", blen,
-                                       uv_now(c->loop), &retry_ms))
-            set_error(res, ST(RESOURCE_EXHAUSTED), /* as admit() answers a Batch */
-                      "ingest rate limit of %llu bytes/s for this token exceeded; retry in %llu ms",
-                      (unsigned long long)h->limits.rate_bytes, (unsigned long long)retry_ms);
-        else
+        if (!rate_refused(c, who, blen, res)) /* as admit() charges a Batch */
             store_batch(c, r, b, bytes, blen, false, res);
         free(bytes);
         if (res->status != ST(OK))
@@ -420,16 +428,7 @@ static bool admit(ml_collector *c, const ml_wire_msg *msg, size_t len, const ml_
                   h->limits.max_message_bytes);
         return false;
     }
-    uint64_t retry_ms;
-    if (strcmp(msg->env->method, ML_METHOD_BATCH) == 0 &&
-        !ml_rate_take(&h->rate, &h->limits, *who ? (*who)->token : "", len, uv_now(c->loop),
-                      &retry_ms)) {
-        set_error(res, ST(RESOURCE_EXHAUSTED),
-                  "ingest rate limit of %llu bytes/s for this token exceeded; retry in %llu ms",
-                  (unsigned long long)h->limits.rate_bytes, (unsigned long long)retry_ms);
-        return false;
-    }
-    return true;
+    return strcmp(msg->env->method, ML_METHOD_BATCH) != 0 || !rate_refused(c, *who, len, res);
 }
 
 static void dispatch(ml_collector *c, const ml_wire_msg *msg, size_t len, rpc_result *res,
