@@ -24,12 +24,12 @@
  * the next group.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "collector.h"
+#include "fsutil.h"
 #include "ingest.h"
 #include "journal.h"
 #include "live.h"
@@ -75,12 +75,8 @@ void ml_collector_note_unsynced(ml_collector *c, ml_run *r)
  * has nothing left to make durable. */
 static int fsync_dir(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -errno;
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
+    int rv = ml_fsync_dir(path);
+    return rv == -ENOENT ? 0 : rv;
 }
 
 int ml_collector_note_dir(ml_collector *c, const char *path)

@@ -51,17 +51,23 @@ int ml_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
+int ml_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
 int ml_fsync_parent(const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir =
         slash ? ml_xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : ml_xstrdup(".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rv = ml_fsync_dir(dir);
     free(dir);
-    if (fd < 0)
-        return -errno;
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
     return rv;
 }
 

@@ -30,6 +30,10 @@ int ml_read_file(const char *path, size_t max, char **out, size_t *out_len);
  * follow symbolic links. */
 int ml_remove_tree(const char *path);
 
+/* fsync the directory dir (after entries were created, renamed or removed
+ * in it). Returns 0 or -errno (-ENOENT: it does not exist). */
+int ml_fsync_dir(const char *dir);
+
 /* fsync the directory holding path (after a create or rename in it). */
 int ml_fsync_parent(const char *path);
 
