@@ -116,8 +116,6 @@ static int check_samples(vctx *v, const Microlog__V1__Samples *s, int64_t base_t
         /* Both within 2^52 before the sum: it cannot overflow. */
         if (!time_ok(s->time_delta[i]) || !time_ok(t += s->time_delta[i]))
             return fail(v, "samples.time_delta[%zu] puts the sample out of range", i);
-    }
-    for (size_t i = 0; i < n; i++) {
         if (!ref_ok(v, &l->threads, &v->threads, s->thread[i], false))
             return fail(v, "samples.thread[%zu] = %u is not defined", i, s->thread[i]);
         if (!ref_ok(v, &l->stacks, &v->stacks, s->stack[i], true))
