@@ -375,6 +375,13 @@ static void on_timer_closed(uv_handle_t *h)
     close_done(h->data);
 }
 
+static void on_ingest_closed(void *arg, bool complete)
+{
+    ml_collector *c = arg;
+    c->nng_stuck = !complete;
+    close_done(c);
+}
+
 static void on_http_closed(void *arg)
 {
     ml_collector *c = arg;
@@ -388,7 +395,8 @@ void ml_collector_close(ml_collector *c, void (*closed)(ml_collector *c))
     c->closed_cb = closed;
     c->close_pending++; /* compactions and uploads in flight hold their own */
     if (c->ingest) {
-        ml_ingest_close(c->ingest); /* a group commit in flight completes first */
+        c->close_pending++;
+        ml_ingest_close(c->ingest, on_ingest_closed, c); /* a group commit in flight completes */
         c->ingest = NULL;
     }
     ml_collector_drop_unsynced(c);

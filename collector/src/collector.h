@@ -150,6 +150,7 @@ typedef struct ml_collector {
     struct ml_hosted *hosted; /* borrowed from the config; NULL: standalone */
     bool closing;
     int close_pending; /* handles still closing */
+    bool nng_stuck;    /* the ingest socket did not close (ml_ingest_close): skip nng_fini() */
     void (*closed_cb)(struct ml_collector *c);
 } ml_collector;
 

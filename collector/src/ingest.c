@@ -55,8 +55,18 @@ struct ml_ingest {
     slot *group, **group_tail;
     slot *flushing;
     bool flush_busy;    /* the flush hook has not called ml_ingest_flushed() yet */
-    int handles_open;   /* async and idle timer, until their close callbacks ran */
-    bool handle_closed; /* both closed: free once no flush is busy */
+    int handles_open;   /* async and the timers, until their close callbacks ran */
+    bool handle_closed; /* all closed: free once no flush is busy */
+    /* Shutdown (ml_ingest_close): nng_close() runs on the closer thread,
+     * which sets nng_closed and wakes the loop through async; close_timer
+     * gives up waiting after ML_INGEST_CLOSE_TIMEOUT_MS. */
+    pthread_t closer;
+    bool closer_started;
+    atomic_bool nng_closed;
+    uv_timer_t close_timer;
+    ml_ingest_closed_fn closed_cb;
+    void *closed_arg;
+    bool close_reported;
     /* Idle timeout: every pipe's last complete request; the timer closes
      * pipes idle for idle_ms (0: never). */
     ml_pipes pipes_clock;
@@ -220,6 +230,9 @@ static void on_aio(void *arg)
         if (in->max_pipes && refused_take(in, pipe_id)) {
             if (refuse_request(in, s, msg, pipe_id))
                 return;
+        } else if (atomic_load(&in->closing)) {
+            nng_msg_free(msg); /* shutting down: never answered, the client resends */
+            return;
         } else {
             s->msg = msg;
             s->state = SLOT_WORK;
@@ -334,6 +347,8 @@ void ml_ingest_flushed(ml_ingest *in, int status)
     start_flush(in);
 }
 
+static void closer_done(ml_ingest *in);
+
 static void on_async(uv_async_t *h)
 {
     ml_ingest *in = h->data;
@@ -360,6 +375,11 @@ static void on_async(uv_async_t *h)
             *in->group_tail = s;
             in->group_tail = &s->next;
         }
+    }
+    if (atomic_load(&in->closing)) {
+        if (atomic_load(&in->nng_closed))
+            closer_done(in);
+        return;
     }
     start_flush(in);
 }
@@ -494,7 +514,15 @@ static void free_ingest(ml_ingest *in)
     free(in);
 }
 
-/* Once both handles (async, idle timer) are closed: free unless a flush is in
+static void report_closed(ml_ingest *in, bool complete)
+{
+    if (in->close_reported || in->closed_cb == NULL)
+        return;
+    in->close_reported = true;
+    in->closed_cb(in->closed_arg, complete);
+}
+
+/* Once every handle is closed: report, then free unless a flush is in
  * flight, in which case ml_ingest_flushed() frees. */
 static void on_closed(uv_handle_t *h)
 {
@@ -502,22 +530,33 @@ static void on_closed(uv_handle_t *h)
     if (--in->handles_open > 0)
         return;
     in->handle_closed = true;
+    report_closed(in, true);
     if (!in->flush_busy)
         free_ingest(in);
 }
 
-/* Closes nng (all callbacks finished on return) and frees queued requests. */
-static void stop_nng(ml_ingest *in)
+/* Closes nng: all callbacks have finished on return. Any thread. */
+static void close_nng(ml_ingest *in)
 {
-    atomic_store(&in->closing, true);
     nng_close(in->sock);
     for (int i = 0; i < in->nslots; i++)
         if (in->slots[i].aio)
             nng_aio_free(in->slots[i].aio);
-    for (slot *s = in->head; s; s = s->next)
-        nng_msg_free(s->msg);
+}
+
+/* Loop thread: frees the requests queued for the loop and the replies
+ * waiting for a flush that has not started (never sent). */
+static void drop_waiting(ml_ingest *in)
+{
+    pthread_mutex_lock(&in->mu);
+    slot *head = in->head;
     in->head = in->tail = NULL;
-    /* Replies waiting for a flush that has not started: never sent. */
+    pthread_mutex_unlock(&in->mu);
+    for (slot *s = head; s; s = s->next) {
+        atomic_fetch_sub(&in->queued, 1);
+        nng_msg_free(s->msg);
+        s->msg = NULL;
+    }
     for (slot *s = in->group; s; s = s->next) {
         atomic_fetch_sub(&in->replying, 1);
         nng_msg_free(s->msg);
@@ -525,6 +564,51 @@ static void stop_nng(ml_ingest *in)
     }
     in->group = NULL;
     in->group_tail = &in->group;
+}
+
+/* Closes nng synchronously: only while nothing can be connected yet (a
+ * failed start). */
+static void stop_nng(ml_ingest *in)
+{
+    atomic_store(&in->closing, true);
+    close_nng(in);
+    drop_waiting(in);
+}
+
+/* The closer thread. nng_close() waits for every pipe to be torn down; with
+ * requests arriving during the close, nng 1.5 can wait forever (a pipe's
+ * aio stopped between its start and its scheduling), so this never runs on
+ * the loop. */
+static void *closer_main(void *arg)
+{
+    ml_ingest *in = arg;
+    close_nng(in);
+    atomic_store(&in->nng_closed, true);
+    uv_async_send(&in->async); /* async stays open until the loop saw this */
+    return NULL;
+}
+
+/* Loop thread: nng is closed; nothing touches async any more. */
+static void closer_done(ml_ingest *in)
+{
+    if (uv_is_closing((uv_handle_t *)&in->async))
+        return;
+    if (in->closer_started)
+        pthread_join(in->closer, NULL);
+    drop_waiting(in);
+    uv_timer_stop(&in->close_timer);
+    uv_close((uv_handle_t *)&in->close_timer, on_closed);
+    uv_close((uv_handle_t *)&in->async, on_closed);
+}
+
+static void on_close_timeout(uv_timer_t *t)
+{
+    ml_ingest *in = t->data;
+    ml_warn("ingest: the nng socket did not finish closing within %d ms (a shutdown race in "
+            "nng); going on without it: requests it still holds were not acknowledged and "
+            "their clients resend them",
+            ML_INGEST_CLOSE_TIMEOUT_MS);
+    report_closed(in, false);
 }
 
 int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_handler fn,
@@ -544,6 +628,7 @@ int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_h
     atomic_init(&in->refused_total, 0);
     atomic_init(&in->pipes, 0);
     atomic_init(&in->idle_closed, 0);
+    atomic_init(&in->nng_closed, false);
     in->group_tail = &in->group;
     ml_pipes_init(&in->pipes_clock);
     int rv = uv_async_init(loop, &in->async, on_async);
@@ -552,13 +637,16 @@ int ml_ingest_start(uv_loop_t *loop, const char *url, int ncontexts, ml_ingest_h
         return rv;
     }
     in->async.data = in;
-    in->handles_open = 2;
+    in->handles_open = 3;
     uv_timer_init(loop, &in->idle_timer);
     in->idle_timer.data = in;
+    uv_timer_init(loop, &in->close_timer);
+    in->close_timer.data = in;
     if ((rv = open_socket(in, url, hosted)) != 0) {
         ml_error("ingest: cannot listen on %s: %s", url, nng_strerror(rv));
         stop_nng(in);
         uv_close((uv_handle_t *)&in->idle_timer, on_closed);
+        uv_close((uv_handle_t *)&in->close_timer, on_closed);
         uv_close((uv_handle_t *)&in->async, on_closed);
         return ml_err_from_nng(rv);
     }
@@ -586,9 +674,19 @@ void ml_ingest_get_stats(ml_ingest *in, ml_ingest_stats *out)
     out->idle_closed = atomic_load(&in->idle_closed);
 }
 
-void ml_ingest_close(ml_ingest *in)
+void ml_ingest_close(ml_ingest *in, ml_ingest_closed_fn closed, void *arg)
 {
-    stop_nng(in);
+    in->closed_cb = closed;
+    in->closed_arg = arg;
+    atomic_store(&in->closing, true);
+    drop_waiting(in);
     uv_close((uv_handle_t *)&in->idle_timer, on_closed);
-    uv_close((uv_handle_t *)&in->async, on_closed);
+    if (pthread_create(&in->closer, NULL, closer_main, in) == 0) {
+        in->closer_started = true;
+        uv_timer_start(&in->close_timer, on_close_timeout, ML_INGEST_CLOSE_TIMEOUT_MS, 0);
+    } else {
+        close_nng(in); /* no thread to spare: close here */
+        atomic_store(&in->nng_closed, true);
+        closer_done(in);
+    }
 }

@@ -12,6 +12,7 @@
 #ifndef ML_COLLECTOR_INGEST_H
 #define ML_COLLECTOR_INGEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,11 +84,21 @@ typedef struct ml_ingest_stats {
  * may be a moment apart). Any thread. */
 void ml_ingest_get_stats(ml_ingest *in, ml_ingest_stats *out);
 
-/* Stops receiving, closes the socket (waiting for nng callbacks to finish;
- * unanswered requests are dropped) and closes the loop handles; the memory
- * is freed once the loop has run the close callbacks and any flush in
- * flight has called ml_ingest_flushed(). Loop thread. */
-void ml_ingest_close(ml_ingest *in);
+/* How long ml_ingest_close() waits for nng to close its socket. */
+#define ML_INGEST_CLOSE_TIMEOUT_MS 5000
+
+/* Called once the ingest is closed: complete is true when nng closed and
+ * every handle with it; false when nng did not finish closing within
+ * ML_INGEST_CLOSE_TIMEOUT_MS (the process should then exit without
+ * nng_fini(), which would wait for the same socket). Loop thread. */
+typedef void (*ml_ingest_closed_fn)(void *arg, bool complete);
+
+/* Stops receiving at once (requests not answered yet are dropped; their
+ * clients resend) and closes the socket on a thread of its own, so that
+ * the loop goes on whatever nng does; then closes the loop handles and
+ * calls closed. The memory is freed once any flush in flight has called
+ * ml_ingest_flushed(). Loop thread. */
+void ml_ingest_close(ml_ingest *in, ml_ingest_closed_fn closed, void *arg);
 
 /* Translates an nng error code to a negative errno. */
 int ml_err_from_nng(int rv);

@@ -518,9 +518,12 @@ int main(int argc, char **argv)
         ml_collector_close(&c, on_closed);
         uv_run(loop, UV_RUN_DEFAULT);
     }
+    bool nng_stuck = c.nng_stuck;
     ml_collector_dispose(&c);
-    uv_loop_close(loop);
-    nng_fini();
+    if (!nng_stuck) { /* else a thread still waits in nng_close(): nng_fini() would too */
+        uv_loop_close(loop);
+        nng_fini();
+    }
     if (s3rv == 0)
         ml_s3_config_dispose(&s3);
     if (o.hosted)
