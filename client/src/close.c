@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -162,6 +164,32 @@ static void warn(ml_client *c, const ml_client_result *r)
     }
 }
 
+/* How long past the close deadline the sender may take to end. It gives up
+ * on the collector at the deadline; beyond it only nng can hold it: in
+ * nng < 1.8, nng_close() can wait forever when a reply arrives while the
+ * socket closes. The program is never kept waiting for that. */
+#define SENDER_JOIN_GRACE_MS 2000
+
+/* Joins the sender by deadline (ml__mono_ms) + the grace; false (and the
+ * thread detached) when it did not end by then. */
+static bool join_sender(ml_client *c, uint64_t deadline)
+{
+    uint64_t now = ml__mono_ms();
+    uint64_t wait_ms = (deadline > now ? deadline - now : 0) + SENDER_JOIN_GRACE_MS;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(wait_ms / 1000);
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    if (pthread_timedjoin_np(c->thread, NULL, &ts) == 0)
+        return true;
+    pthread_detach(c->thread);
+    return false;
+}
+
 static int close_run(ml_client *c, int exit_status, uint32_t timeout_ms, bool quiet)
 {
     pthread_mutex_lock(&c->mu);
@@ -171,8 +199,14 @@ static int close_run(ml_client *c, int exit_status, uint32_t timeout_ms, bool qu
     c->deadline = ml__mono_ms() + timeout_ms;
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    if (c->thread_started)
-        pthread_join(c->thread, NULL);
+    if (c->thread_started && !join_sender(c, c->deadline)) {
+        c->thread_stuck = true;
+        static const char line[] = "Microlog: the network library did not close the connection "
+                                   "to the collector; not waiting for it\n";
+        if (!quiet && write(STDERR_FILENO, line, sizeof(line) - 1) < 0) {
+            /* nowhere left to report it */
+        }
+    }
     c->thread_started = false;
 
     fill_result(c, &c->result);
@@ -197,15 +231,38 @@ int ml_client_close(ml_client *c, int exit_status, uint32_t timeout_ms, ml_clien
     return c->close_rv;
 }
 
+static void release(ml_client *c)
+{
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    ml__client_destroy(c);
+}
+
 void ml_client_free(ml_client *c)
 {
     if (c == NULL || atomic_load(&c->forked))
         return; /* a forked client's memory is leaked on purpose */
     if (!c->closed)
         close_run(c, 0, 0, true); /* abandoned: the caller did not ask for a verdict */
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
-    ml__client_destroy(c);
+    if (c->thread_stuck) {
+        pthread_mutex_lock(&c->mu);
+        bool exited = c->sender_exited;
+        c->free_on_exit = !exited;
+        pthread_mutex_unlock(&c->mu);
+        if (!exited)
+            return; /* the sender frees c if nng ever lets it go */
+    }
+    release(c);
+}
+
+void ml__sender_exit(ml_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->sender_exited = true;
+    bool free_now = c->free_on_exit;
+    pthread_mutex_unlock(&c->mu);
+    if (free_now)
+        release(c);
 }
 
 void ml_client_forget_after_fork(ml_client *c)

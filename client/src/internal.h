@@ -528,6 +528,11 @@ struct ml_client {
     ml__sender snd;
     pthread_t thread;
     bool thread_started;
+    /* A sender not joined in time (close.c): whichever of it and
+     * ml_client_free comes last frees c (guarded by mu). */
+    bool thread_stuck;
+    bool sender_exited;
+    bool free_on_exit;
 
     /* written by ml_client_close */
     bool closed;
@@ -538,6 +543,10 @@ struct ml_client {
 /* Frees c and everything it owns except its mutex and condition variable;
  * the sender thread must not be running. */
 void ml__client_destroy(ml_client *c);
+
+/* The sender thread's last step: frees c when ml_client_free already gave
+ * up on it (close.c). */
+void ml__sender_exit(ml_client *c);
 
 /* Monotonic milliseconds, microseconds. */
 int64_t ml__mono_ms(void);

@@ -765,8 +765,8 @@ static void finish(ml_client *c)
     }
     if (!s->offline)
         note_timeout(c);
+    ml__spool_rest(c); /* before the socket: its close may never return (join_sender) */
     socket_close(s);
-    ml__spool_rest(c);
 }
 
 void *ml__sender_main(void *arg)
@@ -795,5 +795,6 @@ void *ml__sender_main(void *arg)
         step(c);
     }
     finish(c);
+    ml__sender_exit(c);
     return NULL;
 }

@@ -9,6 +9,7 @@
  * documented /api/v1/ingest answer.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -808,6 +809,53 @@ static void test_hung_collector(void **state)
     collector_free(k);
 }
 
+/* nng_close() as nng < 1.8 can leave it under traffic: never returning.
+ * While close_blocked is set, the client's nng_close() waits here (the
+ * executable's definition interposes on libnng's); then the real one. */
+static atomic_bool close_blocked, close_waiting;
+
+int nng_close(nng_socket s)
+{
+    if (atomic_load(&close_blocked)) {
+        atomic_store(&close_waiting, true);
+        while (atomic_load(&close_blocked))
+            usleep(1000);
+    }
+    int (*real)(nng_socket) = (int (*)(nng_socket))dlsym(RTLD_NEXT, "nng_close");
+    return real(s);
+}
+
+/* A sender stuck in nng_close() after delivering the run: ml_client_close
+ * returns at its deadline plus the grace with the run delivered, and
+ * ml_client_free leaves the client to the thread. */
+static void test_stuck_socket_close(void **state)
+{
+    (void)state;
+    collector *k = collector_start(0);
+    collector_run(k);
+    ml_client_config cfg = test_config(k->url);
+    ml_client *c;
+    assert_int_equal(ml_client_new(&cfg, NULL, &c), 0);
+    uint32_t th = ml_client_thread(c, 1, 1, "MainThread");
+    for (int i = 0; i < 10; i++)
+        ml_client_sample(c, th, i, 0, 0);
+    atomic_store(&close_blocked, true);
+    int64_t t0 = mono_ms();
+    ml_client_result res;
+    int rv = ml_client_close(c, 0, 400, &res);
+    int64_t took = mono_ms() - t0;
+    assert_true(atomic_load(&close_waiting)); /* the sender did wait in nng_close */
+    assert_int_equal(rv, 0);
+    assert_true(res.delivered);
+    assert_int_equal(res.samples, 10);
+    assert_true(took >= 2000 && took < 10000); /* the grace, then not a moment longer */
+    ml_client_free(c);
+    atomic_store(&close_blocked, false); /* the sender ends by itself */
+    usleep(100000);
+    collector_stop(k);
+    collector_free(k);
+}
+
 /* Several threads record at once while the sender seals: every sample
  * arrives once, each thread's samples in its own order. */
 typedef struct recorder {
@@ -1054,6 +1102,7 @@ int main(void)
         cmocka_unit_test_setup(test_run_over_maximum_size, fresh_spool),
         cmocka_unit_test_setup(test_token_and_thread_changes, fresh_spool),
         cmocka_unit_test_setup(test_hung_collector, fresh_spool),
+        cmocka_unit_test_setup(test_stuck_socket_close, fresh_spool),
         cmocka_unit_test_setup(test_concurrent_recording, fresh_spool),
         cmocka_unit_test_setup(test_discovery, fresh_spool),
         cmocka_unit_test_setup(test_discovery_errors, fresh_spool),
