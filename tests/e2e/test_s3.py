@@ -387,8 +387,10 @@ def test_two_collectors_same_label_same_second_get_distinct_ids(
         for g in gens:
             g.communicate(timeout=60)
             assert g.returncode == 0
-        (ra,) = [r["id"] for r in a.get("/api/v1/runs") if not r.get("remote")]
-        (rb,) = [r["id"] for r in b.get("/api/v1/runs") if not r.get("remote")]
+        # Each collector's own run (the list may already hold the other's,
+        # listed from S3: its run JSON says "remote").
+        (ra,) = [r["id"] for r in a.get("/api/v1/runs") if not a.get(a.run_path(r["id"]))["remote"]]
+        (rb,) = [r["id"] for r in b.get("/api/v1/runs") if not b.get(b.run_path(r["id"]))["remote"]]
         # The loadgen stamps every run 2026_01_01_00_00_00.
         assert ra == "same/2026_01_01_00_00_00" and rb == "same/2026_01_01_00_00_00-2"
         assert wait_for(lambda: set(run_keys(ra) + run_keys(rb)) <= set(moto.keys()), 20)
