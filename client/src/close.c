@@ -199,8 +199,12 @@ static int close_run(ml_client *c, int exit_status, uint32_t timeout_ms, bool qu
     c->deadline = ml__mono_ms() + timeout_ms;
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
+    bool settled = true;
     if (c->thread_started && !join_sender(c, c->deadline)) {
         c->thread_stuck = true;
+        pthread_mutex_lock(&c->mu);
+        settled = c->sender_settled;
+        pthread_mutex_unlock(&c->mu);
         static const char line[] = "Microlog: the network library did not close the connection "
                                    "to the collector; not waiting for it\n";
         if (!quiet && write(STDERR_FILENO, line, sizeof(line) - 1) < 0) {
@@ -208,6 +212,18 @@ static int close_run(ml_client *c, int exit_status, uint32_t timeout_ms, bool qu
         }
     }
     c->thread_started = false;
+    if (!settled) { /* stuck mid-run: the sender's state is still its own */
+        memset(&c->result, 0, sizeof(c->result));
+        snprintf(c->result.run_id, sizeof(c->result.run_id), "%s", ml_client_run_id(c));
+        c->result.samples = c->samples;
+        c->result.logs = c->logs;
+        c->result.statuses = c->statuses;
+        snprintf(c->result.error, sizeof(c->result.error), "%s",
+                 "the sender is stuck in the network library");
+        c->close_rv = -ETIMEDOUT;
+        c->closed = true;
+        return c->close_rv;
+    }
 
     fill_result(c, &c->result);
     c->close_rv = close_status(c, &c->result);

@@ -533,6 +533,7 @@ struct ml_client {
     bool thread_stuck;
     bool sender_exited;
     bool free_on_exit;
+    bool sender_settled; /* finish() wrote the run's last state; only the socket is left */
 
     /* written by ml_client_close */
     bool closed;

@@ -765,7 +765,10 @@ static void finish(ml_client *c)
     }
     if (!s->offline)
         note_timeout(c);
-    ml__spool_rest(c); /* before the socket: its close may never return (join_sender) */
+    ml__spool_rest(c);          /* before the socket: its close may never return (join_sender) */
+    pthread_mutex_lock(&c->mu); /* publishes the state above to a close_run that gives up */
+    c->sender_settled = true;
+    pthread_mutex_unlock(&c->mu);
     socket_close(s);
 }
 
