@@ -75,13 +75,14 @@ fuzz: fuzz-build
 # ML_BUILD_DIR=build: the storage tests compile their load generator
 # against that folder's (uninstrumented) libml_proto.a.
 TSAN_LIB = $(shell gcc -print-file-name=libtsan.so)
+TSAN_OPTS = halt_on_error=1 die_after_fork=0 suppressions=$(abspath tests/tsan.supp)
 test-tsan: build
 	cmake -S . -B build-tsan -DML_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug \
 	      -DPython3_EXECUTABLE=$(abspath $(VPY)) $(CMAKE_FLAGS)
 	cmake --build build-tsan -j$(JOBS)
-	TSAN_OPTIONS="halt_on_error=1 die_after_fork=0" \
+	TSAN_OPTIONS="$(TSAN_OPTS)" \
 	  ctest --test-dir build-tsan -L c -E client_test_unreachable --output-on-failure -j2
-	LD_PRELOAD=$(TSAN_LIB) TSAN_OPTIONS="halt_on_error=1 die_after_fork=0" \
+	LD_PRELOAD=$(TSAN_LIB) TSAN_OPTIONS="$(TSAN_OPTS)" \
 	  PYTHONPATH=$(abspath build-tsan/python) MICROLOGD=$(abspath build-tsan/collector/micrologd) \
 	  ML_DRIVE=$(abspath build-tsan/tests/ml_drive) ML_BUILD_DIR=$(abspath build) \
 	  ML_SOURCE_DIR=$(abspath .) ML_SANITIZE=thread \

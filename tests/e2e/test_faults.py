@@ -187,6 +187,7 @@ def test_sigterm_under_ingest_traffic(loadgen: Path, tmp_path: Path) -> None:  #
             assert code == 0, log
             assert took < 10, (took, log)
             out, err = gen.communicate(timeout=60)
+            assert out.strip(), err[-3000:]
             acked += json.loads(out)["samples"]
             clients += 8
         finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD_DIR, SOURCE_DIR, start_collector, wait_for
+from conftest import BUILD_DIR, SOURCE_DIR, Collector, start_collector, wait_for
 
 SAMPLES_PER_BATCH = 1000
 
@@ -87,6 +87,14 @@ def test_sigkill_recovers_every_acked_batch(loadgen: Path, tmp_path: Path, seed:
         assert c.stop() == 0
 
 
+def ingested(c: Collector) -> float:
+    """The collector's count of samples stored so far."""
+    status, text = c.request("/metrics")
+    assert status == 200
+    (line,) = [l for l in text.splitlines() if l.startswith("microlog_ingested_samples_total ")]
+    return float(line.split()[1])
+
+
 @pytest.mark.parametrize("seed", [4, 5])
 def test_sigkill_during_open_burst(loadgen: Path, tmp_path: Path, seed: int) -> None:
     """50 clients open their runs at once (the group commit syncs their
@@ -100,7 +108,11 @@ def test_sigkill_during_open_burst(loadgen: Path, tmp_path: Path, seed: int) -> 
     client = subprocess.Popen([str(loadgen), c.ingest, "50", "100000", "100"],
                               stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, ML_LOADGEN_TIMEOUT_MS="2000"))
-    time.sleep(random.Random(seed).uniform(0.02, 0.2))
+    # Into the burst: once a first batch was stored (so at least one
+    # OpenRun was acknowledged; under the thread sanitizer that takes
+    # longer than any fixed pause), then a random moment later.
+    assert wait_for(lambda: ingested(c) > 0, 30), c.log_path.read_text()
+    time.sleep(random.Random(seed).uniform(0.0, 0.1))
     c.proc.send_signal(signal.SIGKILL)
     c.proc.wait()
     out, _ = client.communicate(timeout=120)
