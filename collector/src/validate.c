@@ -55,14 +55,16 @@ static bool ref_ok(const vctx *v, const ml_idset *set, const batch_ids *ids, uin
     return v->relaxed || ml_idset_has(set, id) || in_batch(ids, id);
 }
 
-#define COLLECT_IDS(v, out, defs, ndefs, what)                                                     \
-    collect_ids(v, out, ndefs, what, (const void *const *)(defs),                                  \
+#define COLLECT_IDS(v, out, set, defs, ndefs, what)                                                \
+    collect_ids(v, out, set, ndefs, what, (const void *const *)(defs),                             \
                 offsetof(__typeof__(**(defs)), id))
 
 /* Copies the ids of n definitions (each a message with a uint32 id at
- * id_off) into out, sorted, after checking their range. */
-static int collect_ids(vctx *v, batch_ids *out, size_t n, const char *what, const void *const *defs,
-                       size_t id_off)
+ * id_off) into out, sorted, after checking their range: within
+ * 1..ML_ID_MAX, and a new one (not in set) at most the count set will
+ * reach with this batch plus ML_ID_SLACK. */
+static int collect_ids(vctx *v, batch_ids *out, const ml_idset *set, size_t n, const char *what,
+                       const void *const *defs, size_t id_off)
 {
     out->ids = ml_xmalloc(n * sizeof(uint32_t));
     out->n = n;
@@ -73,6 +75,20 @@ static int collect_ids(vctx *v, batch_ids *out, size_t n, const char *what, cons
         out->ids[i] = id;
     }
     qsort(out->ids, n, sizeof(uint32_t), cmp_u32);
+    uint64_t will_hold = set->count;
+    for (size_t i = 0; i < n; i++)
+        if ((i == 0 || out->ids[i] != out->ids[i - 1]) && !ml_idset_has(set, out->ids[i]))
+            will_hold++;
+    for (size_t i = n; i-- > 0;) { /* the largest new id decides */
+        if (ml_idset_has(set, out->ids[i]))
+            continue;
+        if (out->ids[i] > will_hold + ML_ID_SLACK)
+            return fail(v,
+                        "%s id %u is too far ahead: the run defines %llu (ids count from 1 "
+                        "without gaps)",
+                        what, out->ids[i], (unsigned long long)will_hold);
+        break;
+    }
     return 0;
 }
 
@@ -160,10 +176,12 @@ int ml_batch_validate(const ml_live *l, const Microlog__V1__Batch *b, char *err,
     int rv;
     if (b->seq == 0)
         rv = fail(&v, "seq must be at least 1");
-    else if ((rv = COLLECT_IDS(&v, &v.strings, b->strings, b->n_strings, "strings")) == 0 &&
-             (rv = COLLECT_IDS(&v, &v.frames, b->frames, b->n_frames, "frames")) == 0 &&
-             (rv = COLLECT_IDS(&v, &v.stacks, b->stacks, b->n_stacks, "stacks")) == 0 &&
-             (rv = COLLECT_IDS(&v, &v.threads, b->threads, b->n_threads, "threads")) == 0 &&
+    else if ((rv = COLLECT_IDS(&v, &v.strings, &l->strings, b->strings, b->n_strings, "strings")) ==
+                 0 &&
+             (rv = COLLECT_IDS(&v, &v.frames, &l->frames, b->frames, b->n_frames, "frames")) == 0 &&
+             (rv = COLLECT_IDS(&v, &v.stacks, &l->stacks, b->stacks, b->n_stacks, "stacks")) == 0 &&
+             (rv = COLLECT_IDS(&v, &v.threads, &l->threads, b->threads, b->n_threads, "threads")) ==
+                 0 &&
              (rv = check_defs(&v, b)) == 0 && (rv = check_times(&v, b)) == 0 &&
              (b->samples == NULL || (rv = check_samples(&v, b->samples, b->base_time)) == 0))
         rv = check_logs(&v, b);

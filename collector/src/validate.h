@@ -2,7 +2,11 @@
  * Batch validation: everything the collector checks before a batch is
  * journaled, so that stored data never refers to something undefined.
  *
- *  - definitions have ids in 1..ML_ID_MAX;
+ *  - definitions have ids in 1..ML_ID_MAX, and a new id is at most the
+ *    number of ids the run's table will then hold plus ML_ID_SLACK: the
+ *    client counts from 1 without gaps, and the collector's tables are
+ *    arrays indexed by id, so a 300-byte batch defining id 60 million
+ *    must not cost gigabytes when the run is compacted or queried;
  *  - references (frame name/file, stack frames, sample thread/stack, log
  *    thread/stack) name an id defined in this batch or an earlier stored
  *    one (0 is allowed where the protocol says "none");
@@ -24,6 +28,10 @@
 #include "microlog.pb-c.h"
 
 #include "live.h"
+
+/* How far a new id may run ahead of the number of ids its table holds
+ * (room for batches missing after a gap, which may define ids too). */
+#define ML_ID_SLACK (1u << 20)
 
 /* Times are microseconds since the run's start: 2^52 us is 142 years. */
 #define ML_TIME_LIMIT_US ((int64_t)1 << 52)
