@@ -220,7 +220,9 @@ static int64_t stack_code(uint32_t *hi, uint32_t stack)
 
 static uint32_t stack_decode(uint32_t *hi, int64_t code)
 {
-    uint32_t stack = (uint32_t)((int64_t)*hi + 1 - code);
+    /* Unsigned: a damaged file's code wraps (the stack id is range-checked
+     * by the model's users) instead of overflowing. */
+    uint32_t stack = (uint32_t)((uint64_t)*hi + 1 - (uint64_t)code);
     *hi = stack > *hi ? stack : *hi;
     return stack;
 }
