@@ -21,11 +21,14 @@ run and the bytes per recorded sample. Ours: the run's sample count
 (run.json `samples`, every thread). The original keeps no samples, only
 calls that start and end at sample times: its recording is unpickled (in
 its own venv) and the distinct start and end times of its calls (ms, as it
-rounds them) are counted, the samples at which it saw a stack change. Its
-sampler sleeps the configured delay between samples, and its Python
-sampling thread waits for the GIL, so it records far fewer samples than
-the rate asks for; the target still compares bytes per second at the same
+rounds them) are counted, the samples at which it saw a stack change (a
+lower bound: samples that changed nothing leave no time). Its sampler
+sleeps the configured delay after each sample, so it records fewer samples
+than the rate asks for; the target compares bytes per second at the same
 configured rate.
+
+The rate reaches the original as MICROLOG_SAMPLE_DELAY, the variable the
+PyPI package reads (its README says TRACER_SAMPLE_DELAY; both are set).
 
     PYTHONPATH=build/python MICROLOGD=build/collector/micrologd \\
         .venv/bin/python tests/bench/bench_recording_size.py
@@ -89,7 +92,11 @@ def timed(args, env, cwd=None) -> float:
 def original_run(python: str, delay: str) -> tuple:
     """(bytes, samples, seconds) of the original's .zip."""
     with tempfile.TemporaryDirectory(prefix="ml-orig-") as home:
-        env = env_for(None, HOME=home, TRACER_SAMPLE_DELAY=delay)
+        # The PyPI package reads MICROLOG_SAMPLE_DELAY (its config.py); the
+        # README's TRACER_SAMPLE_DELAY is set too, for any version that
+        # reads that spelling. Told only the latter it samples at its
+        # default 20 Hz whatever the rate asked.
+        env = env_for(None, HOME=home, TRACER_SAMPLE_DELAY=delay, MICROLOG_SAMPLE_DELAY=delay)
         # Our build's python/ on PYTHONPATH would shadow the original's package.
         env.pop("PYTHONPATH", None)
         seconds = timed([python, "-m", "microlog", "size-orig", WORKLOAD, ROUNDS], env, cwd=home)
