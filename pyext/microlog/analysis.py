@@ -5,20 +5,20 @@ statistics are in api.gc_report.)
 
 Both stay cheap: the leak report walks gc.get_objects() once, at the end
 of the run, counting by type in C; the file report comes from an audit hook
-that notes each open() of the run (a dictionary insert, at most
-MAX_TRACKED entries) and, at the end, /proc/self/fd.
+in C (openfiles.c) that notes each open() of the run (a dictionary
+insert, at most MAX_TRACKED entries) and, at the end, /proc/self/fd.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import sys
-import time
+
+from microlog import _native
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Tuple
+    from typing import Dict, List, Tuple
 
 # Modules whose objects are the runtime's, not the program's (the original's list).
 BUILTIN_MODULES = frozenset({
@@ -81,48 +81,42 @@ class OpenFiles:
 
     def __init__(self) -> None:
         self.active = False
-        self.started = 0.0
         self.at_start: set = set()
-        self.opened: Dict[str, Tuple[float, str, str]] = {}  # path -> (when, mode, where)
         self.dropped = 0
 
     def start(self) -> None:
-        """Notes what is open now and starts listening to "open" audit events.
-        An audit hook cannot be removed: it stays, inert, once stop() ran."""
+        """Notes what is open now and starts noting every open() (_native's
+        audit hook, in C: a hook in Python would run for every audit event
+        of the program, id() included)."""
         self.at_start = set(_open_paths())
-        self.started = time.perf_counter()
-        self.opened.clear()
         self.dropped = 0
-        self.active = True
-        if not getattr(OpenFiles, "_hooked", False):
-            sys.addaudithook(_audit)
-            OpenFiles._hooked = True  # type: ignore[attr-defined]
-        global _TRACKER  # pylint: disable=global-statement
-        _TRACKER = self
+        try:
+            self.active = bool(_native.open_files_start(_OWN_DIR, _STDLIB_DIR, MAX_TRACKED))
+        except Exception:  # pylint: disable=broad-except
+            self.active = False  # a subinterpreter: no report, the run goes on
 
-    def note(self, path: object, mode: object) -> None:
-        """One open() (audit hook): where in the program it happened."""
-        if not isinstance(path, str) or path.startswith("/proc/"):
-            return  # an fd number, or our own /proc reading
-        if len(self.opened) >= MAX_TRACKED and path not in self.opened:
-            self.dropped += 1
-            return
-        self.opened[os.path.abspath(path)] = (
-            time.perf_counter() - self.started,
-            str(mode) if mode is not None else "r",
-            _caller(),
-        )
+    def forget(self) -> None:
+        """Stops noting, without a report (a forked child's copy of the run)."""
+        if self.active:
+            self.active = False
+            _native.open_files_stop()
 
     def stop(self) -> str:
         """The original's "File Descriptors Leaked" section ('' when none)."""
+        if not self.active:
+            return ""
         self.active = False
+        noted, self.dropped = _native.open_files_stop()
+        opened: Dict[str, Tuple[float, str, str]] = {}
+        for path, (when, mode, filename, line) in noted.items():  # in order: the last open wins
+            where = f"{filename}:{line}" if filename is not None else "?"
+            opened[os.path.normpath(path)] = (when, str(mode) if mode is not None else "r", where)
         still = set(_open_paths()) - self.at_start
         leaked = sorted(
             (when, path, mode, where)
-            for path, (when, mode, where) in self.opened.items()
+            for path, (when, mode, where) in opened.items()
             if path in still
         )
-        self.opened.clear()
         if not leaked:
             return ""
         lines = "\n".join(
@@ -134,32 +128,8 @@ class OpenFiles:
         )
 
 
-_TRACKER: Optional[OpenFiles] = None
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def _audit(event: str, args: tuple) -> None:  # type: ignore[type-arg]
-    # Every audit event of the process passes here: the common case returns
-    # after one string comparison.
-    if event != "open":
-        return
-    tracker = _TRACKER
-    if tracker is not None and tracker.active:
-        try:
-            tracker.note(args[0], args[1])
-        except Exception:  # pylint: disable=broad-except
-            pass  # never raise into the program's open()
-
-
-def _caller() -> str:
-    """file:line of the program's code that called open()."""
-    frame = sys._getframe(2)  # pylint: disable=protected-access
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_OWN_DIR) and not filename.startswith("<frozen"):
-            return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back
-    return "?"
+_STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 
 
 def _open_paths() -> List[str]:

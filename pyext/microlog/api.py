@@ -369,7 +369,7 @@ class _Microlog:
             self.capture = None
         _gc_uninstall()
         if self.open_files is not None:
-            self.open_files.active = False
+            self.open_files.forget()
             self.open_files = None
         self.running = False
 

@@ -348,6 +348,16 @@ void ml__gc_stats_note(ml__gc_stats *g, PyObject *phase, PyObject *info);
 /* {"count", "duration" (s), "collected", "uncollectable"}; NULL on error. */
 PyObject *ml__gc_stats_dict(const ml__gc_stats *g);
 
+/* ---- openfiles.c ------------------------------------------------------ */
+
+/* _native.open_files_start(own_dir, stdlib_dir, max) -> bool: (re)starts noting the
+ * paths open() is given (a C audit hook, installed once); False if another
+ * hook refused it. _native.open_files_stop() -> (dict, dropped): what was
+ * noted, path -> (seconds since start, mode, filename, line), and how many
+ * paths were not kept. GIL held. */
+PyObject *ml__open_files_start(PyObject *m, PyObject *args);
+PyObject *ml__open_files_stop(PyObject *m, PyObject *unused);
+
 /* ---- walk.c ----------------------------------------------------------- */
 
 /* _native._walk(ident=None): the stack the sampler would record for a

@@ -292,6 +292,12 @@ static PyMethodDef native_methods[] = {
     {"after_fork_parent", native_after_fork_parent, METH_NOARGS,
      "after_fork_parent() -> None: releases what before_fork() held"},
     {"sampler_stats", native_sampler_stats, METH_NOARGS, sampler_stats_doc},
+    {"open_files_start", ml__open_files_start, METH_VARARGS,
+     "open_files_start(own_dir, stdlib_dir, max) -> bool: notes the files open() is given from now "
+     "on"},
+    {"open_files_stop", ml__open_files_stop, METH_NOARGS,
+     "open_files_stop() -> (dict, int): path -> (seconds, mode, filename, line), and the "
+     "number of paths not kept"},
     {NULL, NULL, 0, NULL},
 };
 
