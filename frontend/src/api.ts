@@ -219,8 +219,9 @@ function windowParams(w: Window): Record<string, string | number | undefined> {
   };
 }
 
-export function listRuns(filter: string): Promise<RunSummary[]> {
-  return getJSON<RunSummary[]>(`/api/v1/runs${query({ filter })}`);
+/** The newest `limit` runs whose "<id> <host> <user>" matches filter. */
+export function listRuns(filter: string, limit: number): Promise<RunSummary[]> {
+  return getJSON<RunSummary[]>(`/api/v1/runs${query({ filter, limit })}`);
 }
 
 export function getRun(id: string): Promise<RunDetail> {

@@ -15,7 +15,7 @@ import { formatHash, parseHash, Route, Tab, TABS } from "./route";
 import { formatDuration } from "./scale";
 import { compileSearch, Search } from "./search";
 import { TimelineView } from "./timeline";
-import { RunTree } from "./tree";
+import { RunTree, runListLimit } from "./tree";
 
 const runsEl = document.getElementById("runs") as HTMLElement;
 const runEl = document.getElementById("run") as HTMLElement;
@@ -65,7 +65,7 @@ const logView = new LogView((ev) => {
 const design = new DesignView();
 const tree = new RunTree(runsEl, filterEl, (id) => {
   if (id === route.run) go({ run: "", tab: "timeline" });
-});
+}, runListLimit(location.search));
 
 const title = el("h2");
 const meta = el("div", undefined, "muted meta");

@@ -1,6 +1,9 @@
 // The log tree view at the left: runs grouped by label (newest group and
 // newest run first), a regular-expression filter box, and a delete button per
-// run. Reads GET /api/v1/runs?filter= and DELETE /api/v1/runs/{run}.
+// run. Reads GET /api/v1/runs?filter=&limit= and DELETE /api/v1/runs/{run}.
+// A shared collector may hold 100 000 runs: the tree lists the newest
+// `limit` of those that match (RUN_LIST_LIMIT unless the page's ?runs=N says
+// otherwise) and says so when there are more.
 
 import { deleteRun, listRuns, RunSummary } from "./api";
 import { el } from "./dom";
@@ -17,13 +20,29 @@ export function groupByLabel(runs: RunSummary[]): Map<string, RunSummary[]> {
   return groups;
 }
 
+export const RUN_LIST_LIMIT = 1000;
+
+/** The number of runs the tree lists: ?runs=N in the page's query string
+ * (1..100000), else RUN_LIST_LIMIT. */
+export function runListLimit(search: string): number {
+  const n = Number(new URLSearchParams(search).get("runs") ?? "");
+  return Number.isInteger(n) && n >= 1 && n <= 100000 ? n : RUN_LIST_LIMIT;
+}
+
+/** What the tree says under its last run when older runs were left out. */
+export function moreNote(limit: number, filtered: boolean): string {
+  const what = limit === 1 ? `newest${filtered ? " matching" : ""} run is` :
+    `newest ${limit}${filtered ? " matching" : ""} runs are`;
+  return `Only the ${what} listed; ${filtered ? "narrow the" : "type a"} filter to find older ones.`;
+}
+
 export class RunTree {
   private selected = "";
   private timer = 0;
   private collapsed = new Set<string>();
 
   constructor(private readonly root: HTMLElement, private readonly filter: HTMLInputElement,
-    private readonly onDeleted: (id: string) => void) {
+    private readonly onDeleted: (id: string) => void, private readonly limit = RUN_LIST_LIMIT) {
     filter.addEventListener("input", () => {
       clearTimeout(this.timer);
       this.timer = window.setTimeout(() => void this.refresh(), 200);
@@ -39,13 +58,15 @@ export class RunTree {
   async refresh(): Promise<void> {
     let runs: RunSummary[];
     try {
-      runs = await listRuns(this.filter.value);
+      runs = await listRuns(this.filter.value, this.limit + 1); // one more: are there more?
       this.filter.classList.remove("invalid");
     } catch (error) {
       this.filter.classList.add("invalid");
       this.root.replaceChildren(el("p", String((error as Error).message), "error"));
       return;
     }
+    const more = runs.length > this.limit;
+    if (more) runs = runs.slice(0, this.limit); // newest first
     const nodes: HTMLElement[] = [];
     for (const [label, group] of groupByLabel(runs)) {
       const details = el("details");
@@ -59,6 +80,7 @@ export class RunTree {
       nodes.push(details);
     }
     if (nodes.length === 0) nodes.push(el("p", "No runs.", "hint"));
+    if (more) nodes.push(el("p", moreNote(this.limit, this.filter.value !== ""), "hint more"));
     this.root.replaceChildren(...nodes);
   }
 

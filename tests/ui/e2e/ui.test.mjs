@@ -97,6 +97,22 @@ describe("web UI in Chromium", () => {
     await page.waitForFunction(() => document.querySelectorAll("nav summary").length >= 2);
   });
 
+  test("the tree lists the newest ?runs=N runs and says when there are more", async () => {
+    await page.goto("about:blank");
+    await page.goto(`${collector.http}/?runs=1${hashOf(run.id)}`);
+    await page.waitForSelector("nav p.more");
+    const listed = await page.$$eval("nav a[data-run]", (as) => as.map((a) => a.dataset.run));
+    assert.equal(listed.length, 1, listed.join(", "));
+    assert.match(await page.textContent("nav p.more"), /^Only the newest run is listed; type a filter/);
+    await page.fill("#filter", "ui-test-main");
+    await page.waitForFunction((id) => document.querySelector("nav a[data-run]")?.dataset.run === id, run.id);
+    await page.waitForFunction(() => !document.querySelector("nav p.more")); // the only match: no more
+    await page.goto("about:blank");
+    await page.goto(`${collector.http}/${hashOf(run.id)}`);
+    await page.waitForFunction(() => document.querySelectorAll("nav a[data-run]").length >= 2);
+    assert.equal(await page.$("nav p.more"), null, "no note when every run is listed");
+  });
+
   test("the back button returns to the previous run", async () => {
     await openRun(run.id);
     await page.click(`nav a[data-run="${other.id}"]`);

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { escapeHtml, renderMarkdown } from "../../../frontend/src/markdown";
 import { compileSearch, matches, matchingFrames } from "../../../frontend/src/search";
 import { formatHash, parseHash } from "../../../frontend/src/route";
-import { groupByLabel } from "../../../frontend/src/tree";
+import { groupByLabel, moreNote, RUN_LIST_LIMIT, runListLimit } from "../../../frontend/src/tree";
 import { edgeWidth, layoutDesign } from "../../../frontend/src/design";
 import type { RunSummary } from "../../../frontend/src/api";
 
@@ -68,6 +68,17 @@ test("the tree groups runs by label, newest first", () => {
   const groups = groupByLabel([run("a", 1), run("b", 5), run("a", 3)]);
   assert.deepEqual([...groups.keys()], ["b", "a"]);
   assert.deepEqual(groups.get("a")!.map((r) => r.started), [3, 1]);
+});
+
+test("the tree lists RUN_LIST_LIMIT runs unless ?runs=N (1..100000) says otherwise", () => {
+  assert.equal(runListLimit(""), RUN_LIST_LIMIT);
+  assert.equal(runListLimit("?runs=25"), 25);
+  assert.equal(runListLimit("?x=1&runs=100000"), 100000);
+  for (const bad of ["?runs=0", "?runs=-3", "?runs=2.5", "?runs=abc", "?runs=", "?runs=100001"]) {
+    assert.equal(runListLimit(bad), RUN_LIST_LIMIT, bad);
+  }
+  assert.equal(moreNote(1000, false), "Only the newest 1000 runs are listed; type a filter to find older ones.");
+  assert.equal(moreNote(1, true), "Only the newest matching run is listed; narrow the filter to find older ones.");
 });
 
 test("design layout keeps nodes inside the box and apart; edge width grows with time", () => {
