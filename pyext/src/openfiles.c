@@ -163,10 +163,13 @@ PyObject *ml__open_files_start(PyObject *m, PyObject *args)
     if (opened == NULL)
         return NULL;
     if (!of.hooked) {
-        /* An existing hook may refuse ours (-1, no exception): no report. */
+        /* An existing hook may refuse ours: -1 and no exception when it
+         * raised an Exception (no report then), or the BaseException it
+         * raised (KeyboardInterrupt...), which goes on to the caller. */
         if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
             Py_DECREF(opened);
-            PyErr_Clear();
+            if (PyErr_Occurred())
+                return NULL;
             Py_RETURN_FALSE;
         }
         of.hooked = true;

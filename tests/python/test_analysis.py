@@ -80,6 +80,37 @@ def test_unclosed_files_by_pathlib_relative_and_bytes_paths(collector: Collector
     assert "sub/.." not in files
 
 
+REFUSING = """
+import sys
+import microlog
+
+def refuse(event, args):
+    if event == "sys.addaudithook":
+        raise RuntimeError("this program allows no more audit hooks")
+
+sys.addaudithook(refuse)
+microlog.start("refused")
+left_open = open(__file__)
+microlog.stop()
+print("the program went on")
+"""
+
+
+def test_a_program_that_refuses_audit_hooks_is_recorded_without_the_file_report(
+        collector: Collector, runner):  # fmt: skip
+    """A hook of the program may refuse microlog's: the run is recorded,
+    the program runs on, only the file section is missing."""
+    script = runner.script(REFUSING, name="refusing.py")
+    result = runner.run([str(script)], env=child_env(server=collector.url))
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"the program went on" in result.stdout
+    box = re.search(r"┃ Microlog: \S+/#(\S+) ┃", result.stderr.decode())
+    assert box, result.stderr.decode()
+    text = "\n".join(_analysis(collector, box.group(1)))
+    assert "# GC Statistics" in text
+    assert "# File Descriptors Leaked" not in text
+
+
 def test_no_file_section_when_everything_is_closed(collector: Collector, runner):
     run = _run(collector, runner, "with open(__file__) as f:\n    f.read()\n", "tidy")
     text = "\n".join(_analysis(collector, run))
