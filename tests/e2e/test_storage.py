@@ -36,11 +36,14 @@ def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def kill_mid_run(loadgen: Path, data: Path, delay: float) -> int:
-    """Starts a long run, SIGKILLs the collector after delay s; returns the
-    samples the client saw acknowledged."""
+    """Starts a long run, SIGKILLs the collector delay s after its first
+    batch was stored (a fixed time from the start may come before any ack
+    on a slow build: TSan under load); returns the samples the client saw
+    acknowledged."""
     c = start_collector(data)
     client = subprocess.Popen([str(loadgen), c.ingest, "1", "100000", str(SAMPLES_PER_BATCH)],
                               stdout=subprocess.PIPE, text=True)
+    assert wait_for(lambda: ingested(c) > 0, 30), "no batch stored within 30 s"
     time.sleep(delay)
     c.proc.send_signal(signal.SIGKILL)
     c.proc.wait()
