@@ -5,7 +5,8 @@ Workloads (tests/bench/workloads): cpu_sympy.py (CPU-bound work in sympy, a
 real third-party pure-Python library) and threads_mixed.py (8 threads of
 CPU + file I/O + sleeps). For each sampling rate (100 Hz, 1 kHz) it runs
 ML_BENCH_PAIRS pairs (default 7), plain and under `python -m microlog` with
-a real micrologd, alternating which goes first. Each run times its own work
+a real micrologd, alternating which goes first (ML_BENCH_WORKLOADS=threads
+or =sympy runs one workload). Each run times its own work
 (interpreter start-up and imports excluded: bench_startup covers those).
 Reports the median ratio profiled/plain with its spread, and the sampler's
 own figures (its CPU time and GIL-held time per second of run), which the
@@ -27,6 +28,8 @@ from harness import Collector, env_for, run_json, spread, write_json  # noqa: E4
 
 HERE = Path(__file__).resolve().parent / "workloads"
 PAIRS = int(os.environ.get("ML_BENCH_PAIRS", "7"))
+# ML_BENCH_WORKLOADS=threads (a substring of the names below) runs only those.
+ONLY = os.environ.get("ML_BENCH_WORKLOADS", "")
 # About 3 s of work each: shorter runs (they were 0.7 s and 0.15 s) measure
 # mostly the first moments of a run (thread start, code objects learnt
 # under the GIL) and the machine's noise, not the steady cost of sampling;
@@ -40,6 +43,8 @@ def main() -> int:
     results = []
     try:
         for wname, (script, arg) in WORKLOADS.items():
+            if ONLY and ONLY not in wname:
+                continue
             path = str(HERE / script)
             for rname, delay in RATES.items():
                 ratios, cpu, gil, wait, fast, lost = [], [], [], [], [], []
