@@ -248,35 +248,14 @@ class _Microlog:
 
     def _catch_sigterm(self) -> None:
         """SIGTERM with its default action would end the process before the
-        run is delivered: while recording, catch it, deliver (bounded wait,
-        then spool), and die of SIGTERM as the program would have. A
-        handler of the program's own is left alone; so is a start() outside
-        the main thread (signals can only be set there)."""
-        import _signal  # builtin, cheap: the signal module would import enum
-
+        run is delivered: while recording, a handler in C closes the run
+        (bounded wait, then spool) and the process dies of SIGTERM as it
+        would have. A handler of the program's own is left alone; one the
+        program installs later replaces ours (pyext/src/sigterm.c)."""
         try:
-            if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
-                _signal.signal(_signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError):
+            _native.catch_sigterm(CLOSE_TIMEOUT)
+        except OSError:
             pass
-
-    def _release_sigterm(self) -> None:
-        import _signal
-
-        try:
-            if _signal.getsignal(_signal.SIGTERM) == self._on_sigterm:
-                _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        import _signal
-
-        try:
-            self.finish(128 + signum)
-        finally:
-            _signal.signal(signum, _signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
 
     def _export_for_children(self, application: str) -> None:
         """Asks child processes to record themselves (microlog.pth, _child.py),
@@ -304,7 +283,6 @@ class _Microlog:
             if not self.running:
                 return None
             self.running = False
-            self._release_sigterm()
             try:
                 _native.stop_sampler()
                 if self.capture is not None:

@@ -330,6 +330,23 @@ PyObject *ml__run_finish(ml__run *r, int exit_status, uint32_t timeout_ms);
 /* After fork() in the child: leaks the run without touching locks or threads. */
 void ml__run_forget_after_fork(ml__run *r);
 
+/* ---- sigterm.c: SIGTERM ends the run, then the process ---------------- */
+
+/* While SIGTERM has its default action (or ours), catches it: the run's
+ * client is closed with exit status 143 (waiting at most timeout_ms) before
+ * the process dies of SIGTERM. 1 armed, 0 left alone (the program's own
+ * action, or armed already), -errno on failure. GIL held. */
+int ml__sigterm_arm(ml_client *client, uint32_t timeout_ms);
+/* Before the run is closed: restores the default action. False when a
+ * SIGTERM already claimed the run: its client is being closed by the
+ * handler's thread and the process is about to end. GIL held. */
+bool ml__sigterm_disarm(void);
+/* After a false ml__sigterm_disarm(): waits (GIL released by the caller)
+ * for the handler to end the process, bounded. */
+void ml__sigterm_wait_end(void);
+/* After fork() in the child: the parent's arming is forgotten. */
+void ml__sigterm_after_fork_child(void);
+
 /* The figures as a dict (None for st NULL); NULL with an exception on
  * failure. GIL held. */
 PyObject *ml__sampler_stats_dict(const ml__sampler_stats *st);

@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <string.h>
 
 typedef struct module_state {
@@ -58,6 +59,30 @@ static PyObject *native_start(PyObject *m, PyObject *args)
                          ml_client_run_uid(r->client));
 }
 
+PyDoc_STRVAR(catch_sigterm_doc,
+             "catch_sigterm(timeout=2.0) -> bool\n\n"
+             "While the run records and SIGTERM has its default action: a SIGTERM "
+             "closes the run (waiting at most timeout seconds for the collector) before "
+             "the process dies of it. False when the program has its own action for "
+             "SIGTERM (left alone) or nothing records.");
+
+static PyObject *native_catch_sigterm(PyObject *m, PyObject *args)
+{
+    module_state *st = state_of(m);
+    double timeout = 2.0;
+    if (!PyArg_ParseTuple(args, "|d:catch_sigterm", &timeout))
+        return NULL;
+    if (st->run == NULL)
+        Py_RETURN_FALSE;
+    double ms = timeout <= 0 ? 0 : timeout * 1000.0;
+    int rv = ml__sigterm_arm(st->run->client, ms > 3.6e6 ? 3600000u : (uint32_t)ms);
+    if (rv < 0) {
+        errno = -rv;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyBool_FromLong(rv);
+}
+
 PyDoc_STRVAR(stop_sampler_doc, "stop_sampler() -> None\n\n"
                                "Stops the sampler thread; log() keeps recording until stop().");
 
@@ -95,6 +120,11 @@ static PyObject *native_stop(PyObject *m, PyObject *args, PyObject *kw)
     if (r == NULL)
         Py_RETURN_NONE;
     st->run = NULL; /* from now on log() records nothing */
+    if (!ml__sigterm_disarm()) {
+        /* A SIGTERM is closing the run: the process ends shortly. */
+        Py_BEGIN_ALLOW_THREADS ml__sigterm_wait_end();
+        Py_END_ALLOW_THREADS Py_RETURN_NONE;
+    }
     st->busy = true;
     double ms = timeout <= 0 ? 0 : timeout * 1000.0;
     PyObject *res = ml__run_finish(r, exit_status, ms > 3.6e6 ? 3600000u : (uint32_t)ms);
@@ -198,6 +228,7 @@ static PyObject *native_after_fork_child(PyObject *m, PyObject *unused)
     ml__run *r = st->run;
     st->run = NULL;
     st->busy = false;
+    ml__sigterm_after_fork_child();
     if (r != NULL)
         ml__run_forget_after_fork(r);
     Py_RETURN_NONE;
@@ -278,6 +309,7 @@ static PyObject *native_gc_stats(PyObject *m, PyObject *unused)
 static PyMethodDef native_methods[] = {
     {"start", native_start, METH_VARARGS, start_doc},
     {"stop_sampler", native_stop_sampler, METH_NOARGS, stop_sampler_doc},
+    {"catch_sigterm", native_catch_sigterm, METH_VARARGS, catch_sigterm_doc},
     {"stop", (PyCFunction)(void (*)(void))native_stop, METH_VARARGS | METH_KEYWORDS, stop_doc},
     {"log", (PyCFunction)(void (*)(void))native_log, METH_VARARGS | METH_KEYWORDS, log_doc},
     {"is_running", native_is_running, METH_NOARGS, "is_running() -> bool"},
@@ -327,6 +359,8 @@ static void native_free(void *m)
     if (st != NULL && st->run != NULL) {
         ml__run *r = st->run;
         st->run = NULL;
+        if (!ml__sigterm_disarm())
+            return; /* a SIGTERM is closing the run */
         Py_XDECREF(ml__run_finish(r, 0, 0));
         PyErr_Clear();
     }

@@ -177,6 +177,15 @@ def test_library_api_run_is_delivered(collector: Collector, runner):
     assert len(runs) == 1 and runs[0]["samples"] >= 10
 
 
+def _popen_profiled(collector: Collector, script: Any, label: str) -> Any:
+    """`python -m microlog label script` at 100 Hz, its output piped."""
+    env = child_env(server=collector.url, TRACER_SAMPLE_DELAY="0.01")
+    proc = subprocess.Popen([sys.executable, "-m", "microlog", label, str(script)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    return proc
+
+
 def test_sigterm_delivers_the_run_then_dies_of_sigterm(collector: Collector, runner):
     """SIGTERM with its default action: the run is flushed and stored, and the
     process still ends the way it would have without Microlog (killed by
@@ -190,10 +199,7 @@ def test_sigterm_delivers_the_run_then_dies_of_sigterm(collector: Collector, run
         waiting()
         """
     )
-    env = child_env(server=collector.url, TRACER_SAMPLE_DELAY="0.01")
-    proc = subprocess.Popen([sys.executable, "-m", "microlog", "pytest-sigterm", str(script)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
+    proc = _popen_profiled(collector, script, "pytest-sigterm")
     assert proc.stdout.readline() == b"waiting\n"
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
@@ -206,3 +212,69 @@ def test_sigterm_delivers_the_run_then_dies_of_sigterm(collector: Collector, run
     assert run["status"] == "complete" and run["samples"] >= 10, run
     events = collector.get(collector.run_path(run["id"], "log"))["events"]
     assert any(e["message"] == "waiting" for e in events)
+
+
+def _terminated_run(collector: Collector, label: str) -> Dict[str, Any]:
+    runs = [r for r in collector.get("/api/v1/runs") if r["label"] == label]
+    assert len(runs) == 1, runs
+    return collector.get(collector.run_path(runs[0]["id"]))
+
+
+def test_sigterm_ends_a_program_inside_a_long_c_call(collector: Collector, runner):
+    """The main thread inside a C call that never looks at signals (here
+    ten minutes of PBKDF2): SIGTERM still ends the process at once, not when
+    the call returns, and the run is closed with exit status 143 first. A
+    handler in Python would only run once the call returned; so would a
+    SIGTERM that arrived just before the main thread blocked (what left
+    multiprocessing pool workers alive after Pool.terminate())."""
+    script = runner.script(
+        """
+        import hashlib
+        print("hashing", flush=True)
+        hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 10**9)
+        print("hashed", flush=True)
+        """
+    )
+    proc = _popen_profiled(collector, script, "pytest-sigterm-c")
+    assert proc.stdout.readline() == b"hashing\n"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the profiled program was still running 20 s after SIGTERM")
+    assert proc.returncode == -signal.SIGTERM, err.decode()
+    assert out == b""
+    run = _terminated_run(collector, "pytest-sigterm-c")
+    assert run["status"] == "complete" and run["exit_status"] == 143, run
+    assert run["samples"] >= 10, run
+
+
+def test_sigterm_handler_of_the_program_is_its_own(collector: Collector, runner):
+    """Microlog's SIGTERM handling is invisible to the program: getsignal()
+    says SIG_DFL as without Microlog, and a handler the program installs
+    runs instead of ours (its exit status is the run's)."""
+    script = runner.script(
+        """
+        import signal, sys, time
+        print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, flush=True)
+        def handler(signum, frame):
+            print("handled", signum, flush=True)
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, handler)
+        print("waiting", flush=True)
+        time.sleep(30)
+        """
+    )
+    proc = _popen_profiled(collector, script, "pytest-sigterm-own")
+    assert proc.stdout.readline() == b"True\n"
+    assert proc.stdout.readline() == b"waiting\n"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 3, err.decode()
+    assert out == b"handled 15\n"
+    run = _terminated_run(collector, "pytest-sigterm-own")
+    assert run["status"] == "complete" and run["exit_status"] == 3, run
