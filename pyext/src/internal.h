@@ -281,6 +281,8 @@ typedef struct ml__sampler_stats {
     /* Thread samples deferred by GIL-free passes; of them, taken by the main
      * thread's pending call, and by a GIL pass. */
     uint64_t deferred, learnt_pending, deferred_by_gil;
+    /* Passes that took the GIL only for the interpreter part of a tick. */
+    uint64_t gil_status;
     double elapsed_s, cpu_s, gil_held_s, gil_wait_s;
     uint32_t walk_median_ns; /* median walk of one thread */
     uint64_t walks;

@@ -263,7 +263,9 @@ PyDoc_STRVAR(
     "The running sampler's own cost: mode ('gil-free' or 'gil'), fast_passes, "
     "gil_passes, fallbacks, deferred (thread samples a GIL-free pass left for later: unknown "
     "code), learnt_pending and deferred_by_gil (who took them: the main thread's pending "
-    "call, a GIL pass), walks, elapsed, cpu, gil_held, gil_wait (s), their per-second "
+    "call, a GIL pass), gil_status (passes that took the GIL only for the interpreter part of "
+    "a status tick: at most one a second), walks, elapsed, cpu, gil_held, gil_wait (s), their "
+    "per-second "
     "rates, walk_median_us (median walk of one thread). None when not sampling.");
 
 static PyObject *native_sampler_stats(PyObject *m, PyObject *unused)

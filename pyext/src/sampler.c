@@ -54,6 +54,11 @@ struct ml__sampler {
     ml__status_state status;
     ml_status last_status; /* the last tick sent (status_repeats) */
     bool has_last_status;
+    /* The interpreter part of the last tick measured with the GIL: reused
+     * for PY_STATUS_MAX_AGE_US while the pending call is not served. */
+    uint32_t py_modules;
+    uint64_t py_objects;
+    int64_t py_measured_us; /* 0: never */
     pending *pending;
     size_t pending_cap;
     ml__fastwalk *fast;        /* NULL: GIL path only */
@@ -63,7 +68,7 @@ struct ml__sampler {
     ml__cost_ring costs;
     int64_t started_ns;
     atomic_uint_fast64_t fast_passes, gil_passes, fallbacks, walks, deferred, learnt_pending,
-        deferred_by_gil;
+        deferred_by_gil, gil_status;
     /* Threads of GIL-free passes that met unknown code and still wait for
      * a sample (under walk_lock): the pending call learn_cb takes them. */
     struct {
@@ -103,9 +108,13 @@ static int py_status_cb(void *unused)
     return 0;
 }
 
+/* How old the interpreter part of a tick may be: a pending-call reading,
+ * or one the sampler took with the GIL. */
+#define PY_STATUS_MAX_AGE_US 1000000
+
 /* Fills the interpreter part of st from the latest pending-call reading
  * and asks for the next one. Returns false when the reading is too old (or
- * missing): the caller then measures with the GIL. No GIL. */
+ * missing). No GIL. */
 static bool py_status_from_pending(ml_status *st, int64_t now_us)
 {
     if (!atomic_exchange(&py_scheduled, true)) {
@@ -115,7 +124,7 @@ static bool py_status_from_pending(ml_status *st, int64_t now_us)
             atomic_store(&py_scheduled, false);
     }
     int64_t at = atomic_load(&py_measured_us);
-    if (at == 0 || now_us - at > 1000000)
+    if (at == 0 || now_us - at > PY_STATUS_MAX_AGE_US)
         return false;
     st->modules = (uint32_t)atomic_load(&py_modules);
     st->objects = atomic_load(&py_objects);
@@ -401,8 +410,20 @@ static void pass(ml__sampler *s, int what)
         sampled = r == PASS_DONE;
         only_waiting = r == PASS_WAITING;
     }
-    if ((what & DO_STATUS) && !(what & DO_REAP) && s->fast != NULL)
-        py_status = py_status_from_pending(&st, ml__mono_us());
+    if ((what & DO_STATUS) && !(what & DO_REAP)) {
+        int64_t now = ml__mono_us();
+        py_status = s->fast != NULL && py_status_from_pending(&st, now);
+        /* The main thread does not serve the pending call (it waits in
+         * join(), say): the sampler's own reading serves for up to a second.
+         * Taking the GIL at every tick (10 a second) made the program's
+         * threads hand it over that often: 2-3 % of an 8-thread program. */
+        if (!py_status && s->py_measured_us != 0 &&
+            now - s->py_measured_us <= PY_STATUS_MAX_AGE_US) {
+            st.modules = s->py_modules;
+            st.objects = s->py_objects;
+            py_status = true;
+        }
+    }
 
     bool gil_sample = (what & DO_SAMPLE) && !sampled;
     if (gil_sample || (what & DO_REAP) || ((what & DO_STATUS) && !py_status)) {
@@ -417,8 +438,14 @@ static void pass(ml__sampler *s, int what)
             s->nwaiting = 0;
         } else if (what & DO_REAP)
             reap_threads(s, t);
-        if ((what & DO_STATUS) && !py_status)
+        if ((what & DO_STATUS) && !py_status) {
             ml__status_measure_python(&st);
+            s->py_modules = st.modules;
+            s->py_objects = st.objects;
+            s->py_measured_us = ml__mono_us();
+            if (!gil_sample && !(what & DO_REAP))
+                atomic_fetch_add(&s->gil_status, 1);
+        }
         if (PyErr_Occurred()) { /* never leave an error behind: count it */
             PyErr_Clear();
             atomic_fetch_add(&s->run->errors, 1);
@@ -585,6 +612,7 @@ void ml__sampler_stats_get(ml__sampler *s, ml__sampler_stats *out)
     out->deferred = atomic_load(&s->deferred);
     out->learnt_pending = atomic_load(&s->learnt_pending);
     out->deferred_by_gil = atomic_load(&s->deferred_by_gil);
+    out->gil_status = atomic_load(&s->gil_status);
     out->elapsed_s = (double)(ml__mono_ns() - s->started_ns) / 1e9;
     out->cpu_s = (double)atomic_load(&s->cpu_ns) / 1e9;
     out->gil_held_s = (double)atomic_load(&s->gil_held_ns) / 1e9;

@@ -30,6 +30,10 @@ HERE = Path(__file__).resolve().parent / "workloads"
 PAIRS = int(os.environ.get("ML_BENCH_PAIRS", "7"))
 # ML_BENCH_WORKLOADS=threads (a substring of the names below) runs only those.
 ONLY = os.environ.get("ML_BENCH_WORKLOADS", "")
+# ML_BENCH_PROFILED_ENV="TRACER_STATUS_DELAY=10 TRACER_MEMORY_DELAY=10": more
+# settings for the profiled runs, to tell the parts of the cost apart (the
+# example turns status ticks off; TRACER_SAMPLE_DELAY=10 turns sampling off).
+EXTRA = dict(kv.split("=", 1) for kv in os.environ.get("ML_BENCH_PROFILED_ENV", "").split())
 # About 3 s of work each: shorter runs (they were 0.7 s and 0.15 s) measure
 # mostly the first moments of a run (thread start, code objects learnt
 # under the GIL) and the machine's noise, not the steady cost of sampling;
@@ -47,10 +51,10 @@ def main() -> int:
                 continue
             path = str(HERE / script)
             for rname, delay in RATES.items():
-                ratios, cpu, gil, wait, fast, lost = [], [], [], [], [], []
+                ratios, cpu, gil, wait, fast, lost, stat = [], [], [], [], [], [], []
                 for i in range(PAIRS):
                     plain_env = env_for(None)
-                    prof_env = env_for(collector, TRACER_SAMPLE_DELAY=delay)
+                    prof_env = env_for(collector, **{"TRACER_SAMPLE_DELAY": delay, **EXTRA})
                     prof_args = ["-m", "microlog", f"bench-overhead-{script}", path, arg]
                     if i % 2 == 0:
                         plain = run_json([path, arg], plain_env)
@@ -65,6 +69,8 @@ def main() -> int:
                     wait.append(s["gil_wait_per_s"] * 1000)
                     passes = max(1, s["fast_passes"] + s["gil_passes"])
                     fast.append(s["fast_passes"] / passes)
+                    # GIL hand-overs asked only for a status tick's interpreter figures.
+                    stat.append(s.get("gil_status", 0) / max(s["elapsed"], 1e-9))
                     # Thread samples a GIL-free pass deferred (unknown code) that neither
                     # the main thread's pending call nor a GIL pass took (0 by design).
                     lost.append(max(0, s.get("deferred", 0) - s.get("learnt_pending", 0)
@@ -78,12 +84,14 @@ def main() -> int:
                     "gil_wait_ms_per_s": statistics.median(wait),
                     "gil_free_pass_share": statistics.median(fast),
                     "deferred_lost_share": statistics.median(lost),
+                    "status_gil_takes_per_s": statistics.median(stat),
                 }  # fmt: skip
                 results.append(row)
                 print(f"{wname:22} {rname:7} ratio {spread(ratios)}  sampler CPU "
                       f"{spread(cpu)} ms/s  GIL held {spread(gil)} ms/s  "
                       f"GIL wait {spread(wait)} ms/s  GIL-free passes {statistics.median(fast):.1%}"
-                      f"  deferred samples lost {statistics.median(lost):.1%}",
+                      f"  deferred samples lost {statistics.median(lost):.1%}"
+                      f"  GIL taken for status {statistics.median(stat):.1f}/s",
                       flush=True)  # fmt: skip
     finally:
         collector.stop()

@@ -160,6 +160,46 @@ def test_cpu_percent_of_busy_loop_and_sleep(collector: Collector, runner):
     assert sorted(idle)[len(idle) // 2] < 15
 
 
+STATUS_WHILE_JOINING = """
+import threading, time
+from microlog import _native
+
+kept = []
+
+def grow():
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
+        kept.append([object() for _ in range(100)])
+
+workers = [threading.Thread(target=grow) for _ in range(2)]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()  # the main thread serves no pending call meanwhile
+stats = _native.sampler_stats()
+print(stats["gil_status"], stats["elapsed"])
+"""
+
+
+def test_status_ticks_while_the_main_thread_joins(collector: Collector, runner):
+    """The main thread blocked in join() cannot measure the interpreter part
+    of status ticks (its pending call); the sampler then takes the GIL for it
+    at most once a second, not at every tick, and the ticks still follow the
+    objects the program makes."""
+    run = profile(collector, runner, STATUS_WHILE_JOINING, "status-join",
+                  TRACER_STATUS_DELAY="0.1", TRACER_SAMPLE_DELAY="0.01")  # fmt: skip
+    gil_status, elapsed = LAST_STDOUT[-1].split()
+    assert int(gil_status) <= float(elapsed) + 2, LAST_STDOUT
+    series = collector.get(collector.run_path(run, "status") + "?width=1000")["series"]
+    points = [(t, n) for t, n in zip(series["time"], series["objects"]) if n]
+    assert len(points) >= 20, series
+    # The objects kept by the workers keep growing through the join.
+    start = points[0][0]
+    early = [n for t, n in points if t - start < 1.0]
+    late = [n for t, n in points if t - start > 2.0]
+    assert early and late and max(late) > max(early) + 100_000, points
+
+
 SLEEP = """
 import time
 
