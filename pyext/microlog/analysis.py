@@ -117,15 +117,25 @@ class OpenFiles:
             for path, (when, mode, where) in opened.items()
             if path in still
         )
-        if not leaked:
+        if not leaked and not self.dropped:
             return ""
-        lines = "\n".join(
-            f" - At {when:.2f}s: {path} mode={mode} {where}" for when, path, mode, where in leaked
-        )
-        return (
-            f"# File Descriptors Leaked\nFound {len(leaked)} file{'s' if len(leaked) > 1 else ''} "
-            f"that were opened, but never closed:\n{lines}\n"
-        )
+        text = "# File Descriptors Leaked\n"
+        if leaked:
+            lines = "\n".join(
+                f" - At {when:.2f}s: {path} mode={mode} {where}"
+                for when, path, mode, where in leaked
+            )
+            text += (
+                f"Found {len(leaked)} file{'s' if len(leaked) > 1 else ''} "
+                f"that were opened, but never closed:\n{lines}\n"
+            )
+        if self.dropped:
+            text += (
+                f"{self.dropped:,} more open{'s' if self.dropped > 1 else ''} of other paths "
+                f"were not tracked (only the first {MAX_TRACKED:,} paths are): files they left "
+                f"open are not listed.\n"
+            )
+        return text
 
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))

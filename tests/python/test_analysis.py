@@ -129,3 +129,27 @@ def test_metadata_has_the_parent_chain_and_masked_environment(collector: Collect
     assert env["APP_SECRET_TOKEN"] == "*******"
     assert env["APP_COLOR"] == "blue"
     assert "hunter2" not in str(info)
+
+
+MANY = """
+import os
+here = os.path.dirname(os.path.abspath(__file__))
+os.makedirs(os.path.join(here, "many"), exist_ok=True)
+for i in range(10_000):
+    open(os.path.join(here, "many", f"{i}.txt"), "w").close()
+kept = [open(os.path.join(here, "many", f"more-{i}.txt"), "w") for i in range(3)]
+"""
+
+
+def test_opens_past_the_tracked_limit_are_counted(collector: Collector, runner):
+    """Past 10 000 paths, opens are counted, not kept: the report says how
+    many went untracked rather than silently missing what they left open."""
+    run = _run(collector, runner, MANY, "many-opens")
+    text = "\n".join(_analysis(collector, run))
+    files = text[text.index("# File Descriptors Leaked"):]
+    untracked = re.search(r"^(\d+) more opens of other paths were not tracked "
+                          r"\(only the first 10,000 paths are\)", files, re.M)
+    assert untracked, files
+    # The 3 left open, and as many of the 10 000 as other opens (the script's own) pushed out.
+    assert 3 <= int(untracked.group(1)) <= 5, files
+    assert "more-0.txt" not in files
