@@ -18,6 +18,7 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
@@ -124,9 +125,23 @@ static void note(PyObject *args)
     }
     int line = 0;
     PyObject *where = caller(&line);
-    PyObject *mode = PyTuple_GET_ITEM(args, 1);
+    PyObject *mode = new_ref(PyTuple_GET_ITEM(args, 1));
+    if (mode == Py_None && PyTuple_GET_SIZE(args) >= 3 && PyLong_Check(PyTuple_GET_ITEM(args, 2))) {
+        /* os.open(): no mode, only flags; say what they allow. */
+        long flags = PyLong_AsLong(PyTuple_GET_ITEM(args, 2));
+        int access = (int)(flags & O_ACCMODE);
+        bool append = (flags & O_APPEND) != 0;
+        const char *m = access == O_WRONLY ? (append ? "a" : "w")
+                        : access == O_RDWR ? (append ? "a+" : "r+")
+                                           : "r";
+        PyObject *text = PyErr_Occurred() ? NULL : PyUnicode_FromString(m);
+        if (text != NULL)
+            Py_SETREF(mode, text);
+        PyErr_Clear();
+    }
     PyObject *row = Py_BuildValue("(dOOi)", (double)(ml__mono_us() - of.started_us) / 1e6, mode,
                                   where ? where : Py_None, line);
+    Py_DECREF(mode);
     if (row == NULL || PyDict_SetItem(of.opened, path, row) < 0)
         of.dropped++;
     Py_XDECREF(row);

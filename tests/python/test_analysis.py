@@ -63,20 +63,23 @@ seen = []
 sys.addaudithook(lambda event, args: seen.append(args[0]) if event == "open" else None)
 theirs = open("theirs.txt", "w")
 assert seen[-1] == "theirs.txt", seen  # the program's own hook still sees its opens
+raw = os.open("raw.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 """
 
 
 def test_unclosed_files_by_pathlib_relative_and_bytes_paths(collector: Collector, runner):
-    """Paths given as pathlib objects, relative (normalised) or bytes are
-    all reported, each at the program's line (pathlib's own frames are
+    """Paths given as pathlib objects, relative (normalised), bytes or to
+    os.open() are all reported, each at the program's line (pathlib's own frames are
     skipped); a hook the program adds still sees its opens."""
     run = _run(collector, runner, PATHS, "paths")
     text = "\n".join(_analysis(collector, run))
     files = text[text.index("# File Descriptors Leaked"):]
-    assert "Found 4 files that were opened" in files, files
+    assert "Found 5 files that were opened" in files, files
     for name, line in (("by-path.txt", 6), ("relative.txt", 7), ("as-bytes.txt", 8),
-                       ("theirs.txt", 11)):  # fmt: skip
+                       ("theirs.txt", 11), ("raw.txt", 13)):  # fmt: skip
         assert re.search(rf"/{re.escape(name)} mode=\w+ \S*paths\.py:{line}$", files, re.M), files
+    # os.open() gives flags, not a mode: the report says what they allow.
+    assert re.search(r"/raw\.txt mode=a ", files), files
     assert "sub/.." not in files
 
 
