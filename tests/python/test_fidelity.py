@@ -302,9 +302,20 @@ if __name__ == "__main__":
 """
 
 
-def test_multiprocessing_pool_finishes(collector: Collector, runner):
-    run = profile(collector, runner, POOL, "pool", TRACER_SAMPLE_DELAY="0.001")
-    assert collector.get(collector.run_path(run))["samples"] > 0
+def test_multiprocessing_pool_finishes(spool_collector: Collector, runner):
+    """The pools finish (a worker that got Pool.terminate()'s SIGTERM just
+    before blocking once lived on under a Python SIGTERM handler, and the
+    pool's join() waited forever), and their 4 workers, ended by that
+    SIGTERM, are child runs closed with its exit status."""
+    run = profile(spool_collector, runner, POOL, "pool", TRACER_SAMPLE_DELAY="0.001",
+                  MICROLOG_SPOOL_DIR=str(spool_collector.spool_dir))  # fmt: skip
+    parent = spool_collector.get(spool_collector.run_path(run))
+    assert parent["samples"] > 0
+    # 2 fork and 2 spawn workers, and the spawned resource tracker (exit 0).
+    children = wait_for_children(spool_collector, parent["uid"], 5)
+    terminated = sorted(c["label"] for c in children if c["exit_status"] == 128 + 15)
+    assert terminated == ["pool-fork"] * 2 + ["pool-python"] * 2, children
+    assert all(c["status"] == "complete" and c["samples"] > 0 for c in children), children
 
 
 def wait_for_children(collector: Collector, parent_uid: str, count: int) -> List[Dict[str, Any]]:
