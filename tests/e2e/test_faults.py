@@ -262,12 +262,13 @@ class FaultyS3:
         self.failed = 0   # 500s sent
         self.requests_seen: list[str] = []
         self.lock = threading.Lock()
-        self.socks: list[socket.socket] = []
+        self.io = s3mod.SocketThreads()
         self.srv = socket.socket()
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.srv.bind(("127.0.0.1", self.port))
         self.srv.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.io.add(self.srv)
+        self.io.spawn(self._accept)
 
     def _accept(self) -> None:
         while True:
@@ -275,14 +276,14 @@ class FaultyS3:
                 down, _ = self.srv.accept()
             except OSError:
                 return
+            self.io.add(down)
             with self.lock:
-                self.socks.append(down)
                 mode = "stall" if self.stall > 0 else "fail" if self.fail > 0 else "pass"
                 if mode == "stall":
                     self.stall -= 1
                     self.stalled += 1
             target = {"stall": self._stall, "fail": self._fail, "pass": self._pass}[mode]
-            threading.Thread(target=target, args=(down,), daemon=True).start()
+            self.io.spawn(target, down)
 
     def _stall(self, s: socket.socket) -> None:
         try:
@@ -328,7 +329,7 @@ class FaultyS3:
                           b"\r\nContent-Length: " + str(len(body)).encode() +
                           (b"\r\nConnection: close" if last else b"") + b"\r\n\r\n" + body)
                 if last:
-                    s.close()
+                    s.shutdown(socket.SHUT_RDWR)  # closed by close()
                     return
         except OSError:
             pass
@@ -337,40 +338,14 @@ class FaultyS3:
         try:
             up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
         except OSError:
-            down.close()
             return
         up.settimeout(None)
-        with self.lock:
-            self.socks.append(up)
-
-        def pump(a: socket.socket, b: socket.socket) -> None:
-            try:
-                while data := a.recv(65536):
-                    b.sendall(data)
-            except OSError:
-                pass
-            for x in (a, b):
-                try:
-                    x.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-        threading.Thread(target=pump, args=(up, down), daemon=True).start()
-        pump(down, up)
+        self.io.add(up)
+        self.io.spawn(s3mod.pump, up, down)
+        s3mod.pump(down, up)
 
     def close(self) -> None:
-        try:
-            self.srv.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.srv.close()
-        with self.lock:
-            for s in self.socks:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+        self.io.stop()
 
 
 def uploaded(c: Collector, rid: str) -> bool:

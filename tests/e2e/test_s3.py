@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 from typing import Iterator
 
 import pytest
@@ -291,6 +292,62 @@ def test_bad_s3_configuration_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
     assert out.returncode == 2 and "credentials" in out.stderr
 
 
+class SocketThreads:
+    """The sockets of a test's TCP proxy and the threads that use them.
+    stop() shuts the sockets down (which wakes accept() and recv()), joins
+    the threads and only then closes the sockets: a close under another
+    thread's recv() is a race the thread sanitizer reports (make test-tsan
+    preloads it into this interpreter)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.socks: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
+
+    def add(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.socks.append(sock)
+
+    def spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self.lock:
+            self.threads.append(thread)
+        thread.start()
+
+    def stop(self) -> None:
+        closing: list[socket.socket] = []
+        while True:  # the threads joined may have added sockets and threads
+            with self.lock:
+                socks, self.socks = self.socks, []
+                threads, self.threads = self.threads, []
+            if not socks and not threads:
+                break
+            for sock in socks:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            closing += socks
+            for thread in threads:
+                thread.join(timeout=10)
+        for sock in closing:
+            sock.close()
+
+
+def pump(src: socket.socket, dst: socket.socket) -> None:
+    """Forwards src to dst until either ends, then shuts both down."""
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    for s in (src, dst):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class Proxy:
     """A TCP forwarder in front of moto: stopping it makes S3 unreachable
     (connections refused) while moto keeps its objects, which a moto
@@ -300,69 +357,37 @@ class Proxy:
         self.target = target_port
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.server: socket.socket | None = None
-        self.conns: list[socket.socket] = []
-        self.lock = threading.Lock()
+        self.io: SocketThreads | None = None
 
     def start(self) -> None:
         srv = socket.socket()
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind(("127.0.0.1", self.port))
         srv.listen(64)
-        self.server = srv
-        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+        self.io = io = SocketThreads()
+        io.add(srv)
+        io.spawn(self._accept, srv, io)
 
-    def _accept(self, srv: socket.socket) -> None:
+    def _accept(self, srv: socket.socket, io: SocketThreads) -> None:
         while True:
             try:
                 down, _ = srv.accept()
             except OSError:
                 return
+            io.add(down)
             try:
                 up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
             except OSError:
-                down.close()
                 continue
-            with self.lock:
-                if self.server is not srv:  # stopped meanwhile
-                    down.close()
-                    up.close()
-                    return
-                self.conns += [down, up]
+            up.settimeout(None)
+            io.add(up)
             for a, b in ((down, up), (up, down)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+                io.spawn(pump, a, b)
 
     def stop(self) -> None:
-        if self.server:
-            # shutdown() wakes the thread blocked in accept(); close() alone
-            # would leave the socket listening until that accept returns.
-            try:
-                self.server.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.server.close()
-            self.server = None
-        with self.lock:
-            for s in self.conns:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-            self.conns = []
+        io, self.io = self.io, None
+        if io is not None:
+            io.stop()
 
 
 def metrics(c: Collector) -> dict[str, float]:
