@@ -265,8 +265,7 @@ PyDoc_STRVAR(
     "code), learnt_pending and deferred_by_gil (who took them: the main thread's pending "
     "call, a GIL pass), gil_status (passes that took the GIL only for the interpreter part of "
     "a status tick: at most one a second), walks, elapsed, cpu, gil_held, gil_wait (s), their "
-    "per-second "
-    "rates, walk_median_us (median walk of one thread). None when not sampling.");
+    "per-second rates, walk_median_us (median walk of one thread). None when not sampling.");
 
 static PyObject *native_sampler_stats(PyObject *m, PyObject *unused)
 {

@@ -404,7 +404,7 @@ static void pass(ml__sampler *s, int what)
         ml__status_measure_os(&s->status, ml__mono_us(), what & DO_MEMORY, &st);
 
     int64_t t = ml_client_now(s->run->client);
-    bool sampled = false, py_status = false, only_waiting = false;
+    bool sampled = false, py_status = false, py_reused = false, only_waiting = false;
     if ((what & DO_SAMPLE) && s->fast != NULL) {
         int r = pass_fast(s, t);
         sampled = r == PASS_DONE;
@@ -421,7 +421,7 @@ static void pass(ml__sampler *s, int what)
             now - s->py_measured_us <= PY_STATUS_MAX_AGE_US) {
             st.modules = s->py_modules;
             st.objects = s->py_objects;
-            py_status = true;
+            py_status = py_reused = true;
         }
     }
 
@@ -438,7 +438,8 @@ static void pass(ml__sampler *s, int what)
             s->nwaiting = 0;
         } else if (what & DO_REAP)
             reap_threads(s, t);
-        if ((what & DO_STATUS) && !py_status) {
+        /* Holding the GIL anyway: a reused reading is refreshed. */
+        if ((what & DO_STATUS) && (!py_status || py_reused)) {
             ml__status_measure_python(&st);
             s->py_modules = st.modules;
             s->py_objects = st.objects;
