@@ -137,6 +137,9 @@ void ml__threads_free(ml__threads *t);
  * 0 on the first call or when the clock is unreadable. Sampler thread; no
  * GIL needed. */
 uint32_t ml__threads_cpu_us(ml__thread_slot *s);
+/* Starts one of microlog's own threads with every signal blocked: signals
+ * are the program's business and must reach its own threads. 0 or -errno. */
+int ml__thread_start(pthread_t *thread, void *(*main)(void *), void *arg);
 /* Copies threading's name of thread ident into buf (size n), or
  * "MainThread" for the main thread while threading is not imported; false
  * when neither applies. GIL held; may run no Python code. */

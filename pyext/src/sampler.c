@@ -28,7 +28,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -545,7 +544,6 @@ int ml__sampler_start(ml__run *run, const ml__periods *p, int mode, ml__sampler 
 {
     ml__sampler *s = calloc(1, sizeof(*s));
     pthread_condattr_t ca;
-    sigset_t all, old;
     int rv;
 
     if (s == NULL)
@@ -564,12 +562,7 @@ int ml__sampler_start(ml__run *run, const ml__periods *p, int mode, ml__sampler 
     pthread_cond_init(&s->learnt, &ca);
     pthread_condattr_destroy(&ca);
 
-    /* The thread starts with every signal blocked: signals are the
-     * program's business and must reach its own threads. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rv = pthread_create(&s->thread, NULL, sampler_thread, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rv = ml__thread_start(&s->thread, sampler_thread, s);
     if (rv != 0) {
         pthread_cond_destroy(&s->wake);
         pthread_cond_destroy(&s->learnt);
@@ -577,7 +570,7 @@ int ml__sampler_start(ml__run *run, const ml__periods *p, int mode, ml__sampler 
         pthread_mutex_destroy(&s->walk_lock);
         ml__fastwalk_free(s->fast);
         free(s);
-        return -rv;
+        return rv;
     }
     if (s->fast != NULL)
         learn_target = s; /* GIL held (see learn_target) */

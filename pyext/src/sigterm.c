@@ -33,7 +33,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <time.h>
 #include <unistd.h>
 
 enum { IDLE, ARMED, FIRED };
@@ -80,11 +79,18 @@ static void *finisher(void *arg)
     return NULL;
 }
 
+/* ml__mono_us() is clock_gettime(): async-signal-safe. */
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return ml__mono_us() / 1000;
+}
+
+/* SIGTERM's default action back (async-signal-safe). */
+static void set_default(void)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGTERM, &dfl, NULL);
 }
 
 /* Async-signal-safe: poll(2) on the done pipe until it is readable (never
@@ -115,9 +121,7 @@ static void on_sigterm(int sig)
             wait_done(); /* a second SIGTERM: the first one's close goes on */
         }
     }
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    sigemptyset(&dfl.sa_mask);
-    sigaction(sig, &dfl, NULL);
+    set_default();
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, sig);
@@ -153,15 +157,10 @@ int ml__sigterm_arm(ml_client *client, uint32_t timeout_ms)
     term.wait_ms = timeout_ms + GRACE_MS;
     term.pid = getpid();
 
-    /* Every signal blocked in the finisher: they are the program's. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rv = pthread_create(&term.thread, NULL, finisher, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rv = ml__thread_start(&term.thread, finisher, NULL);
     if (rv != 0) {
         close_pipes();
-        return -rv;
+        return rv;
     }
     atomic_store(&term.state, ARMED);
 
@@ -181,11 +180,8 @@ bool ml__sigterm_disarm(void)
     if (!atomic_compare_exchange_strong(&term.state, &armed, IDLE))
         return armed != FIRED;
     /* A SIGTERM from here on finds the handler idle: default action. */
-    if (is_ours(NULL)) {
-        struct sigaction dfl = {.sa_handler = SIG_DFL};
-        sigemptyset(&dfl.sa_mask);
-        sigaction(SIGTERM, &dfl, NULL);
-    }
+    if (is_ours(NULL))
+        set_default();
     if (write(term.wake[1], "q", 1) == 1)
         pthread_join(term.thread, NULL);
     else

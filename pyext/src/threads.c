@@ -1,7 +1,7 @@
 /*
  * Threads: the sampler's table of the threads it has seen (per-run id, CPU
- * clock reading, last generation seen), per-thread CPU time, and thread
- * names from the threading module.
+ * clock reading, last generation seen), per-thread CPU time, thread names
+ * from the threading module, and the start of microlog's own native threads.
  *
  * The table is touched by the sampler thread only. It grows only when a new
  * thread shows up, so the steady state allocates nothing.
@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -121,4 +122,14 @@ uint32_t ml__thread_current_id(ml_client *c)
     unsigned long native = PyThread_get_thread_native_id();
     bool named = ml__thread_name(ident, name, sizeof(name));
     return ml_client_thread(c, ident, native, named ? name : NULL);
+}
+
+int ml__thread_start(pthread_t *thread, void *(*main)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rv = pthread_create(thread, NULL, main, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rv;
 }
