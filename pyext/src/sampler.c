@@ -53,11 +53,6 @@ struct ml__sampler {
     ml__status_state status;
     ml_status last_status; /* the last tick sent (status_repeats) */
     bool has_last_status;
-    /* The interpreter part of the last tick measured with the GIL: reused
-     * for PY_STATUS_MAX_AGE_US while the pending call is not served. */
-    uint32_t py_modules;
-    uint64_t py_objects;
-    int64_t py_measured_us; /* 0: never */
     pending *pending;
     size_t pending_cap;
     ml__fastwalk *fast;        /* NULL: GIL path only */
@@ -85,36 +80,43 @@ struct ml__sampler {
     uint32_t ids[ML__MAX_DEPTH];
 };
 
-/* The interpreter part of status ticks, measured by the main thread in a
- * pending call (see py_status_cb). Process-wide: a pending call may run
- * after its sampler is gone, so it touches only these. */
+/* The latest reading of the interpreter part of status ticks (modules,
+ * heap blocks): by the main thread in a pending call (see py_status_cb), or
+ * by the sampler when it holds the GIL. Process-wide: a pending call may
+ * run after its sampler is gone, so it touches only these. */
 static atomic_uint_fast32_t py_modules;
 static atomic_uint_fast64_t py_objects;
 static atomic_int_fast64_t py_measured_us; /* 0: never */
 static atomic_bool py_scheduled;
+
+/* How old the reading a tick uses may be. While the main thread serves no
+ * pending call (it waits in join(), say), the sampler takes the GIL for a
+ * new one once this old: taking it at every tick (10 a second) made the
+ * program's threads hand it over that often, 2-3 % of an 8-thread program. */
+#define PY_STATUS_MAX_AGE_US 1000000
+
+/* Measures the interpreter part into st and publishes it. GIL held. */
+static void py_status_measure(ml_status *st)
+{
+    ml__status_measure_python(st);
+    atomic_store(&py_modules, st->modules);
+    atomic_store(&py_objects, st->objects);
+    atomic_store(&py_measured_us, ml__mono_us());
+}
 
 static int py_status_cb(void *unused)
 {
     ml_status st;
     (void)unused;
     memset(&st, 0, sizeof(st));
-    ml__status_measure_python(&st);
+    py_status_measure(&st);
     PyErr_Clear();
-    atomic_store(&py_modules, st.modules);
-    atomic_store(&py_objects, st.objects);
-    atomic_store(&py_measured_us, ml__mono_us());
     atomic_store(&py_scheduled, false);
     return 0;
 }
 
-/* How old the interpreter part of a tick may be: a pending-call reading,
- * or one the sampler took with the GIL. */
-#define PY_STATUS_MAX_AGE_US 1000000
-
-/* Fills the interpreter part of st from the latest pending-call reading
- * and asks for the next one. Returns false when the reading is too old (or
- * missing). No GIL. */
-static bool py_status_from_pending(ml_status *st, int64_t now_us)
+/* Asks the main thread for a new reading (one pending call at a time). */
+static void py_status_schedule(void)
 {
     if (!atomic_exchange(&py_scheduled, true)) {
         if (Py_AddPendingCall(py_status_cb, NULL) == 0)
@@ -122,6 +124,12 @@ static bool py_status_from_pending(ml_status *st, int64_t now_us)
         else
             atomic_store(&py_scheduled, false);
     }
+}
+
+/* Fills the interpreter part of st from the latest reading; false when it
+ * is too old (or missing). No GIL. */
+static bool py_status_recent(ml_status *st, int64_t now_us)
+{
     int64_t at = atomic_load(&py_measured_us);
     if (at == 0 || now_us - at > PY_STATUS_MAX_AGE_US)
         return false;
@@ -403,25 +411,16 @@ static void pass(ml__sampler *s, int what)
         ml__status_measure_os(&s->status, ml__mono_us(), what & DO_MEMORY, &st);
 
     int64_t t = ml_client_now(s->run->client);
-    bool sampled = false, py_status = false, py_reused = false, only_waiting = false;
+    bool sampled = false, py_status = false, only_waiting = false;
     if ((what & DO_SAMPLE) && s->fast != NULL) {
         int r = pass_fast(s, t);
         sampled = r == PASS_DONE;
         only_waiting = r == PASS_WAITING;
     }
     if ((what & DO_STATUS) && !(what & DO_REAP)) {
-        int64_t now = ml__mono_us();
-        py_status = s->fast != NULL && py_status_from_pending(&st, now);
-        /* The main thread does not serve the pending call (it waits in
-         * join(), say): the sampler's own reading serves for up to a second.
-         * Taking the GIL at every tick (10 a second) made the program's
-         * threads hand it over that often: 2-3 % of an 8-thread program. */
-        if (!py_status && s->py_measured_us != 0 &&
-            now - s->py_measured_us <= PY_STATUS_MAX_AGE_US) {
-            st.modules = s->py_modules;
-            st.objects = s->py_objects;
-            py_status = py_reused = true;
-        }
+        if (s->fast != NULL)
+            py_status_schedule();
+        py_status = py_status_recent(&st, ml__mono_us());
     }
 
     bool gil_sample = (what & DO_SAMPLE) && !sampled;
@@ -437,12 +436,8 @@ static void pass(ml__sampler *s, int what)
             s->nwaiting = 0;
         } else if (what & DO_REAP)
             reap_threads(s, t);
-        /* Holding the GIL anyway: a reused reading is refreshed. */
-        if ((what & DO_STATUS) && (!py_status || py_reused)) {
-            ml__status_measure_python(&st);
-            s->py_modules = st.modules;
-            s->py_objects = st.objects;
-            s->py_measured_us = ml__mono_us();
+        if (what & DO_STATUS) { /* holding the GIL anyway: a new reading */
+            py_status_measure(&st);
             if (!gil_sample && !(what & DO_REAP))
                 atomic_fetch_add(&s->gil_status, 1);
         }
