@@ -108,8 +108,8 @@ typedef struct ml__thread_slot {
     uint32_t name_waits;     /* passes it was seen without a name */
     uint32_t seen;           /* generation of the last pass that saw it */
     uint64_t last_cpu_ns;    /* thread CPU clock at its previous sample */
-    clockid_t clock;         /* the thread's CPU clock, taken while it was alive: reading
-                                it later is safe even once the thread is gone (EINVAL) */
+    clockid_t clock;         /* the thread's CPU clock, derived from native_id: reading
+                                it once the thread is gone fails (EINVAL), safely */
     bool has_clock;
     bool has_cpu;
 } ml__thread_slot;
@@ -125,8 +125,9 @@ typedef struct ml__threads {
 
 /* Slot for (ident, native_id) or NULL. Sampler thread only. */
 ml__thread_slot *ml__threads_find(ml__threads *t, unsigned long ident, unsigned long native_id);
-/* Appends a slot; NULL on -ENOMEM. Sampler thread only, GIL held (the
- * thread is alive while its state is listed, so its CPU clock is taken). */
+/* Appends a slot; NULL on -ENOMEM. Sampler thread only. The thread may have
+ * ended already: nothing of it is read (its CPU clock comes from native_id;
+ * 0: no clock). */
 ml__thread_slot *ml__threads_add(ml__threads *t, unsigned long ident, unsigned long native_id,
                                  uint32_t id);
 /* Calls ml_client_thread_end for every slot not seen in generation gen and

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 ml__thread_slot *ml__threads_find(ml__threads *t, unsigned long ident, unsigned long native_id)
@@ -21,6 +22,22 @@ ml__thread_slot *ml__threads_find(ml__threads *t, unsigned long ident, unsigned 
         if (t->v[i].ident == ident && t->v[i].native_id == native_id)
             return &t->v[i];
     return NULL;
+}
+
+/*
+ * The CPU clock of the kernel thread tid, derived from the tid alone as the
+ * kernel's ABI defines it and glibc and musl compute it
+ * (MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED): ~tid << 3 | 6).
+ * pthread_getcpuclockid() would read the thread's struct pthread instead,
+ * which is freed memory once the thread has ended (glibc 2.43 faults on it),
+ * and the pthread id of a thread state the interpreter has made but not yet
+ * started is 0. With the tid nothing is dereferenced: the kernel answers
+ * EINVAL for a thread that is gone, and only a thread of this process is
+ * ever read (a reused tid is a new slot: slots are keyed by tid too).
+ */
+static clockid_t thread_cpu_clock(pid_t tid)
+{
+    return (clockid_t)((~(uint32_t)tid << 3) | 6u);
 }
 
 ml__thread_slot *ml__threads_add(ml__threads *t, unsigned long ident, unsigned long native_id,
@@ -39,8 +56,9 @@ ml__thread_slot *ml__threads_add(ml__threads *t, unsigned long ident, unsigned l
     s->ident = ident;
     s->native_id = native_id;
     s->id = id;
-    /* threading.get_ident() is the pthread_t of the thread (pthread_self). */
-    s->has_clock = pthread_getcpuclockid((pthread_t)ident, &s->clock) == 0;
+    s->has_clock = native_id != 0;
+    if (s->has_clock)
+        s->clock = thread_cpu_clock((pid_t)native_id);
     return s;
 }
 
