@@ -1,11 +1,12 @@
 /*
- * Frame layer on the public C API, for every CPython but 3.11 (and for 3.11
- * when built with ML_PYEXT_FRAMES_API). It materialises frame objects, so it
- * allocates per sample; frames_311.c avoids that where the layout is known.
+ * Frame layer on the public C API, for the interpreters layout.h does not
+ * know (3.12, before 3.11), and for any when built with ML_PYEXT_FRAMES_API.
+ * It materialises frame objects, so it allocates per sample;
+ * frames_internal.c avoids that where the layout is known.
  */
-#include "internal.h"
+#include "layout.h"
 
-#if !(PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000) || defined(ML_PYEXT_FRAMES_API)
+#ifndef ML_LAYOUT
 
 #if PY_VERSION_HEX < 0x030B0000
 #include <frameobject.h> /* struct _frame (f_globals) is public before 3.11 */

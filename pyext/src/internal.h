@@ -38,7 +38,7 @@
 typedef struct ml__rawframe {
     PyCodeObject *code;
     PyObject *globals;
-    int key; /* position in code: byte offset (frames_311.c) or line (frames_api.c) */
+    int key; /* position in code: byte offset (frames_internal.c) or line (frames_api.c) */
 } ml__rawframe;
 
 /* Stores at most cap frames of ts, innermost (leaf) first, in out and the
@@ -201,13 +201,40 @@ int64_t ml__mono_ns(void);
 /* CPU time of the calling thread in nanoseconds. */
 int64_t ml__thread_cpu_ns(void);
 
-/* ---- fastwalk_311.c: frames of every thread without the GIL ----------- */
+/* ---- guard.c: guarded reads of memory that may vanish --------------- */
+
+/* ml__guard_run()'s result when fn faulted. */
+#define ML__GUARD_FAULT (-1000)
+
+/* Installs the SIGSEGV/SIGBUS handler of guarded reads (once; again after
+ * the program replaced it is not done: see ml__guard_ready). 0 or -errno.
+ * GIL held. */
+int ml__guard_install(void);
+/* Puts back the dispositions it replaced, if ours is still installed. */
+void ml__guard_uninstall(void);
+/* True while our handler is the installed one: only then may
+ * ml__guard_run() read memory that may be unmapped. Two system calls; the
+ * sampler asks once per pass. Any thread. */
+bool ml__guard_ready(void);
+/* In the thread that will call ml__guard_run(): unblocks SIGSEGV and
+ * SIGBUS (a fault while they are blocked kills the process). */
+void ml__guard_thread_init(void);
+/* Calls fn(arg); a fault inside it (in this thread) ends it: returns
+ * ML__GUARD_FAULT, else what fn returned. fn must hold no lock and own no
+ * resource across its reads (it may be left at any load). One thread at a
+ * time (the sampler). */
+int ml__guard_run(int (*fn)(void *), void *arg);
+/* Faults taken since the process started. */
+uint64_t ml__guard_faults(void);
+
+/* ---- fastwalk.c: frames of every thread without the GIL -------------- */
 
 /* A code object the GIL path has interned: what a frame of it needs, copied
  * so the walk never reads the object. code is an address kept live by the
  * code map's strong reference. */
 typedef struct ml__known_code {
-    uintptr_t code; /* 0: empty slot */
+    uintptr_t code;  /* 0: empty slot */
+    uintptr_t units; /* address of its first code unit (the bytecode the frames run) */
     uint32_t name, file, first_line, flags;
     int32_t first_traceable; /* code units before the first RESUME */
     int32_t nbytes;          /* size of the bytecode */
@@ -221,19 +248,30 @@ typedef struct ml__known_frame {
     uint32_t id;
 } ml__known_frame;
 
+/* Why a GIL-free pass left a thread without a stack. */
+enum ml__defer {
+    ML__DEFER_NONE = 0,
+    ML__DEFER_UNKNOWN, /* an unknown code object: the GIL path learns it */
+    ML__DEFER_TORN,    /* no consistent walk in ML__WALK_TRIES attempts */
+};
+
 /* One thread's sample from a GIL-free pass. */
 typedef struct ml__fast_sample {
     unsigned long ident, native_id;
     uint32_t stack;
-    bool deferred; /* an unknown code object (or a torn snapshot): no stack; the
-                      thread is sampled again where its code can be learnt */
+    int deferred; /* enum ml__defer: not NONE means no stack; the thread is
+                     sampled again where its stack can be read (the GIL path) */
 } ml__fast_sample;
 
-typedef struct ml__fastwalk ml__fastwalk;
+/* The walker's own counts since its start. */
+typedef struct ml__fastwalk_stats {
+    uint64_t retries;          /* attempts after a thread's first in a pass */
+    uint64_t torn;             /* threads left to the GIL path: no consistent attempt */
+    uint64_t faults;           /* attempts ended by a fault the guard caught */
+    uint64_t unguarded_passes; /* passes read with process_vm_readv (guard not ours) */
+} ml__fastwalk_stats;
 
-/* ml__fastwalk_pass(): the pass needs the GIL path (an unknown code object,
- * a snapshot that does not validate, many threads). */
-#define ML__FAST_NEED_GIL 1
+typedef struct ml__fastwalk ml__fastwalk;
 
 /* Creates the walker after checking the fault-safe copy works here.
  * Returns 0, -ENOTSUP on interpreters without a GIL-free layer, or -errno
@@ -244,24 +282,20 @@ void ml__fastwalk_free(ml__fastwalk *w);
  * Returns 0 or -ENOMEM. Sampler thread, GIL held. */
 int ml__fastwalk_learn(ml__fastwalk *w, ml__codemap *m, ml_client *c, const ml__rawframe *raw,
                        size_t n);
-/* Teaches the walker where thread ts's frames may be read without a system
- * call (its root datastack chunk and C stack). Returns 0 or -ENOMEM.
- * Sampler thread, GIL held, ts listed. */
-int ml__fastwalk_learn_thread(ml__fastwalk *w, PyThreadState *ts);
 /* Makes the main thread run pending calls soon (after Py_AddPendingCall
  * from another thread). Any thread, no GIL needed. */
 void ml__fastwalk_wake_main(PyInterpreterState *interp);
-/* Forgets the threads not learnt since the previous prune. Sampler thread. */
-void ml__fastwalk_threads_prune(ml__fastwalk *w);
-/* One stack per thread of interp except skip, into (*out)[0..*n) (grown
- * as needed, owned by the caller); a thread whose walk meets an unknown
- * code object is marked deferred, the others are still walked. ids: scratch
- * of ML__MAX_DEPTH. Records each thread's walk time in costs. Returns 0,
- * ML__FAST_NEED_GIL (more threads than one pass snapshots) or -errno.
- * Sampler thread, GIL NOT needed. */
+/* One sample per started thread of interp except skip, into
+ * (*out)[0..*n) (grown as needed, owned by the caller); a thread whose
+ * stack could not be read consistently, or holds an unknown code object,
+ * is marked deferred (fastwalk.c says why), the others are still walked.
+ * ids: scratch of ML__MAX_DEPTH. Records each thread's walk time in costs.
+ * Returns 0 or -errno. Sampler thread, GIL NOT needed. */
 int ml__fastwalk_pass(ml__fastwalk *w, PyInterpreterState *interp, PyThreadState *skip,
                       ml_client *c, ml__fast_sample **out, size_t *cap, size_t *n, uint32_t *ids,
                       ml__cost_ring *costs);
+/* The walker's counts. Sampler thread. */
+void ml__fastwalk_stats_get(const ml__fastwalk *w, ml__fastwalk_stats *out);
 
 /* ---- sampler.c -------------------------------------------------------- */
 
@@ -287,6 +321,11 @@ typedef struct ml__sampler_stats {
     uint64_t deferred, learnt_pending, deferred_by_gil;
     /* Passes that took the GIL only for the interpreter part of a tick. */
     uint64_t gil_status;
+    /* Deferred thread samples lost (more threads waiting than the list
+     * holds): counted, never recorded with a wrong stack. */
+    uint64_t deferred_lost;
+    /* The walker's counts (ml__fastwalk_stats). */
+    uint64_t walk_retries, walk_torn, walk_faults, unguarded_passes;
     double elapsed_s, cpu_s, gil_held_s, gil_wait_s;
     uint32_t walk_median_ns; /* median walk of one thread */
     uint64_t walks;

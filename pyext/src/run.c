@@ -171,16 +171,19 @@ PyObject *ml__sampler_stats_dict(const ml__sampler_stats *st)
         Py_RETURN_NONE;
     double el = st->elapsed_s > 0 ? st->elapsed_s : 1.0;
     return Py_BuildValue(
-        "{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "mode", st->mode,
-        "fast_passes", (unsigned long long)st->fast_passes, "gil_passes",
-        (unsigned long long)st->gil_passes, "fallbacks", (unsigned long long)st->fallbacks,
-        "deferred", (unsigned long long)st->deferred, "learnt_pending",
-        (unsigned long long)st->learnt_pending, "deferred_by_gil",
-        (unsigned long long)st->deferred_by_gil, "gil_status", (unsigned long long)st->gil_status,
-        "walks", (unsigned long long)st->walks, "elapsed", st->elapsed_s, "cpu", st->cpu_s,
-        "gil_held", st->gil_held_s, "gil_wait", st->gil_wait_s, "cpu_per_s", st->cpu_s / el,
-        "gil_held_per_s", st->gil_held_s / el, "gil_wait_per_s", st->gil_wait_s / el,
-        "walk_median_us", st->walk_median_ns / 1000.0);
+        "{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d}",
+        "mode", st->mode, "deferred_lost", (unsigned long long)st->deferred_lost, "walk_retries",
+        (unsigned long long)st->walk_retries, "walk_torn", (unsigned long long)st->walk_torn,
+        "walk_faults", (unsigned long long)st->walk_faults, "unguarded_passes",
+        (unsigned long long)st->unguarded_passes, "fast_passes",
+        (unsigned long long)st->fast_passes, "gil_passes", (unsigned long long)st->gil_passes,
+        "fallbacks", (unsigned long long)st->fallbacks, "deferred",
+        (unsigned long long)st->deferred, "learnt_pending", (unsigned long long)st->learnt_pending,
+        "deferred_by_gil", (unsigned long long)st->deferred_by_gil, "gil_status",
+        (unsigned long long)st->gil_status, "walks", (unsigned long long)st->walks, "elapsed",
+        st->elapsed_s, "cpu", st->cpu_s, "gil_held", st->gil_held_s, "gil_wait", st->gil_wait_s,
+        "cpu_per_s", st->cpu_s / el, "gil_held_per_s", st->gil_held_s / el, "gil_wait_per_s",
+        st->gil_wait_s / el, "walk_median_us", st->walk_median_ns / 1000.0);
 }
 
 static bool put(PyObject *d, const char *key, PyObject *v)

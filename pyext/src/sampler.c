@@ -4,9 +4,11 @@
  * status ticks on its own schedule.
  *
  * Two ways to sample:
- *  - GIL-free (fastwalk_311.c): the steady state. Frames are copied
- *    fault-safely and matched against code objects already interned; the
- *    profiled threads never wait for the sampler;
+ *  - GIL-free (fastwalk.c): the steady state. Frames are read with
+ *    guarded reads and matched against code objects already interned; a
+ *    stack is recorded only when its walk is proven consistent, else the
+ *    thread is left to the GIL path; the profiled threads never wait for
+ *    the sampler;
  *  - the GIL path: the first passes, a pass that meets an unknown code
  *    object or a new thread (names need Python), and every pass on
  *    interpreters without a GIL-free layer or with mode ML__SAMPLER_GIL.
@@ -62,7 +64,9 @@ struct ml__sampler {
     ml__cost_ring costs;
     int64_t started_ns;
     atomic_uint_fast64_t fast_passes, gil_passes, fallbacks, walks, deferred, learnt_pending,
-        deferred_by_gil, gil_status;
+        deferred_by_gil, gil_status, deferred_lost;
+    /* The walker's counts, published after each pass (fastwalk.c). */
+    atomic_uint_fast64_t walk_retries, walk_torn, walk_faults, unguarded_passes;
     /* Threads of GIL-free passes that met unknown code and still wait for
      * a sample (under walk_lock): the pending call learn_cb takes them. */
     struct {
@@ -158,18 +162,19 @@ static size_t walk_threads(ml__sampler *s)
             s->pending = p;
             s->pending_cap = cap;
         }
+        unsigned long ident, native_id;
+        ml__tstate_ids(ts, &ident, &native_id);
+        if (ident == 0)
+            continue; /* made, not started yet (3.12+) */
         pending *p = &s->pending[np++];
         size_t total, n = ml__frames_collect(ts, s->raw, ML__MAX_DEPTH, &total);
-        ml__tstate_ids(ts, &p->ident, &p->native_id);
+        p->ident = ident;
+        p->native_id = native_id;
         p->stack =
             ml__stack_intern(&r->codemap, r->client, s->raw, n, total, s->ids, 0, &r->errors);
-        if (s->fast != NULL &&
-            (ml__fastwalk_learn(s->fast, &r->codemap, r->client, s->raw, n) != 0 ||
-             ml__fastwalk_learn_thread(s->fast, ts) != 0))
+        if (s->fast != NULL && ml__fastwalk_learn(s->fast, &r->codemap, r->client, s->raw, n) != 0)
             atomic_fetch_add(&r->errors, 1);
     }
-    if (s->fast != NULL)
-        ml__fastwalk_threads_prune(s->fast);
     return np;
 }
 
@@ -332,6 +337,8 @@ static bool record_fast(ml__sampler *s, size_t n, int64_t t)
             s->waiting[s->nwaiting].ident = f->ident;
             s->waiting[s->nwaiting].native_id = f->native_id;
             s->nwaiting++;
+        } else {
+            atomic_fetch_add(&s->deferred_lost, 1); /* this period's sample of it is lost */
         }
     }
     ml__threads_reap(&s->threads, c, s->gen, t);
@@ -378,9 +385,15 @@ static int pass_fast(ml__sampler *s, int64_t t)
                 result = PASS_WAITING; /* the GIL path samples them, then clears the list */
         }
     }
+    ml__fastwalk_stats ws;
+    ml__fastwalk_stats_get(s->fast, &ws);
     pthread_mutex_unlock(&s->walk_lock);
     if (rv < 0)
         atomic_fetch_add(&s->run->errors, 1);
+    atomic_store(&s->walk_retries, ws.retries);
+    atomic_store(&s->walk_torn, ws.torn);
+    atomic_store(&s->walk_faults, ws.faults);
+    atomic_store(&s->unguarded_passes, ws.unguarded_passes);
     atomic_store(&s->walks, ml__cost_ring_count(&s->costs));
     if (result == PASS_DONE)
         atomic_fetch_add(&s->fast_passes, 1);
@@ -528,6 +541,7 @@ static void *sampler_main(void *arg)
 static void *sampler_thread(void *arg)
 {
     ml__sampler *s = arg;
+    ml__guard_thread_init();
     s->own = PyThreadState_New(s->run->interp);
     if (s->own == NULL)
         return NULL;
@@ -548,8 +562,18 @@ int ml__sampler_start(ml__run *run, const ml__periods *p, int mode, ml__sampler 
     s->started_ns = ml__mono_ns();
     if (mode != ML__SAMPLER_GIL && ml__fastwalk_new(&s->fast) != 0)
         s->fast = NULL; /* the GIL path serves */
+    /* Without its handler the walker reads with process_vm_readv. */
+    if (s->fast != NULL)
+        (void)ml__guard_install();
     pthread_mutex_init(&s->walk_lock, NULL);
     ml__status_init(&s->status, ml__mono_us());
+    {
+        /* The interpreter part's first reading, here with the GIL (it may
+         * look things up once). */
+        ml_status first;
+        memset(&first, 0, sizeof(first));
+        ml__status_measure_python(&first);
+    }
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -580,6 +604,8 @@ void ml__sampler_stop(ml__sampler *s)
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
+    if (s->fast != NULL)
+        ml__guard_uninstall(); /* the program's dispositions, as they were */
 
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->learnt);
@@ -602,6 +628,11 @@ void ml__sampler_stats_get(ml__sampler *s, ml__sampler_stats *out)
     out->learnt_pending = atomic_load(&s->learnt_pending);
     out->deferred_by_gil = atomic_load(&s->deferred_by_gil);
     out->gil_status = atomic_load(&s->gil_status);
+    out->deferred_lost = atomic_load(&s->deferred_lost);
+    out->walk_retries = atomic_load(&s->walk_retries);
+    out->walk_torn = atomic_load(&s->walk_torn);
+    out->walk_faults = atomic_load(&s->walk_faults);
+    out->unguarded_passes = atomic_load(&s->unguarded_passes);
     out->elapsed_s = (double)(ml__mono_ns() - s->started_ns) / 1e9;
     out->cpu_s = (double)atomic_load(&s->cpu_ns) / 1e9;
     out->gil_held_s = (double)atomic_load(&s->gil_held_ns) / 1e9;

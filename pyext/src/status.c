@@ -129,14 +129,19 @@ void ml__status_measure_python(ml_status *out)
     Py_ssize_t blocks = _Py_GetAllocatedBlocks();
 #else
     /* 3.12 made the counter internal; sys.getallocatedblocks() is the same
-     * number, read once per status tick (not per sample). */
+     * number, read once per status tick (not per sample). The function is
+     * looked up once and kept: a look-up by name allocates (and a profiled
+     * program's allocations must be its own). */
+    static PyObject *getallocatedblocks; /* strong, for the process's life; GIL */
     Py_ssize_t blocks = 0;
-    PyObject *sys = PyImport_ImportModule("sys");
-    PyObject *r = sys ? PyObject_CallMethod(sys, "getallocatedblocks", NULL) : NULL;
+    if (getallocatedblocks == NULL) {
+        getallocatedblocks = PySys_GetObject("getallocatedblocks");
+        Py_XINCREF(getallocatedblocks);
+    }
+    PyObject *r = getallocatedblocks ? PyObject_CallNoArgs(getallocatedblocks) : NULL;
     if (r != NULL)
         blocks = PyLong_AsSsize_t(r);
     Py_XDECREF(r);
-    Py_XDECREF(sys);
     PyErr_Clear();
 #endif
     out->objects = blocks > 0 ? (uint64_t)blocks : 0;
