@@ -190,7 +190,23 @@ static bool join_sender(ml_client *c, uint64_t deadline)
     return false;
 }
 
-static int close_run(ml_client *c, int exit_status, uint32_t timeout_ms, bool quiet)
+/* Waits on the client's condition (CLOCK_MONOTONIC) until the sender has
+ * settled or deadline + the grace has passed; the thread is never joined.
+ * True when it settled. */
+static bool await_settled(ml_client *c, uint64_t deadline)
+{
+    uint64_t end = deadline + SENDER_JOIN_GRACE_MS;
+    struct timespec ts = {.tv_sec = (time_t)(end / 1000), .tv_nsec = (long)(end % 1000) * 1000000L};
+    pthread_mutex_lock(&c->mu);
+    while (!c->sender_settled && (uint64_t)ml__mono_ms() < end)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
+            break;
+    bool settled = c->sender_settled;
+    pthread_mutex_unlock(&c->mu);
+    return settled;
+}
+
+static int close_run(ml_client *c, int exit_status, uint32_t timeout_ms, bool quiet, bool join)
 {
     pthread_mutex_lock(&c->mu);
     c->closing = true;
@@ -200,7 +216,11 @@ static int close_run(ml_client *c, int exit_status, uint32_t timeout_ms, bool qu
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     bool settled = true;
-    if (c->thread_started && !join_sender(c, c->deadline)) {
+    if (c->thread_started && !join) {
+        /* The process is about to end: the sender is left running. */
+        settled = await_settled(c, c->deadline);
+        c->thread_stuck = true;
+    } else if (c->thread_started && !join_sender(c, c->deadline)) {
         c->thread_stuck = true;
         pthread_mutex_lock(&c->mu);
         settled = c->sender_settled;
@@ -241,9 +261,20 @@ int ml_client_close(ml_client *c, int exit_status, uint32_t timeout_ms, ml_clien
     if (atomic_load(&c->forked))
         return -ECHILD;
     if (!c->closed)
-        close_run(c, exit_status, timeout_ms, c->cfg.quiet);
+        close_run(c, exit_status, timeout_ms, c->cfg.quiet, true);
     if (res != NULL)
         *res = c->result;
+    return c->close_rv;
+}
+
+int ml_client_close_dying(ml_client *c, int exit_status, uint32_t timeout_ms)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (atomic_load(&c->forked))
+        return -ECHILD;
+    if (!c->closed)
+        close_run(c, exit_status, timeout_ms, c->cfg.quiet, false);
     return c->close_rv;
 }
 
@@ -259,7 +290,7 @@ void ml_client_free(ml_client *c)
     if (c == NULL || atomic_load(&c->forked))
         return; /* a forked client's memory is leaked on purpose */
     if (!c->closed)
-        close_run(c, 0, 0, true); /* abandoned: the caller did not ask for a verdict */
+        close_run(c, 0, 0, true, true); /* abandoned: the caller did not ask for a verdict */
     if (c->thread_stuck) {
         pthread_mutex_lock(&c->mu);
         bool exited = c->sender_exited;

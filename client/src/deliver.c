@@ -30,6 +30,8 @@
 #include "internal.h"
 
 #define LEFTOVER_SCAN_MS 3000
+/* While closing, the run's own forked children are looked for this often. */
+#define CHILD_SCAN_MS 20
 
 static int own_ensure(ml_client *c)
 {
@@ -40,8 +42,15 @@ static int own_ensure(ml_client *c)
         return 0;
     if (s->spool_failed)
         return -EIO;
+    char stem[256];
+    /* A forked child's run (spool only) is named after its parent's, which
+     * delivers it at its own end (ml__leftover_next). */
+    if (c->cfg.spool_only && c->run.parent_id && c->run.parent_id[0])
+        snprintf(stem, sizeof(stem), "%s.%s", c->run.parent_id, c->run.uid);
+    else
+        snprintf(stem, sizeof(stem), "%s", c->run.uid);
     if ((rv = ml__spool_dir(&c->cfg, dir, sizeof(dir))) == 0)
-        rv = ml__spool_create(&s->own, dir, c->run.uid, c->server);
+        rv = ml__spool_create(&s->own, dir, stem, c->server);
     if (rv == 0) {
         ml__req *o = ml__open_request(c);
         rv = o ? ml__spool_append(&s->own, ML_SPOOL_OPEN, 0, o->call_id, o->data, o->len, true)
@@ -141,14 +150,21 @@ ml__req *ml__leftover_next(ml_client *c)
     ml__sender *s = &c->snd;
     char dir[PATH_MAX];
     int err;
-    if (s->offline || s->failed || !s->opened || s->closing_seen)
+    if (s->offline || s->failed || !s->opened)
+        return NULL;
+    /* Closing: once the run itself is stored, only its forked children's
+     * runs (they end before it, and spool: nng does not survive a fork). */
+    if (s->closing_seen && !s->close_acked)
         return NULL;
     if (s->left.fd < 0) {
         int64_t now = ml__mono_ms();
+        char prefix[128];
+        snprintf(prefix, sizeof(prefix), "%s.", c->run.uid);
         if (now < s->left_scan_at || ml__spool_dir(&c->cfg, dir, sizeof(dir)) != 0)
             return NULL;
-        s->left_scan_at = now + LEFTOVER_SCAN_MS;
-        if (ml__spool_find_leftover(dir, s->own.path, c->server, &s->skip, &s->left) != 0)
+        s->left_scan_at = now + (s->closing_seen ? CHILD_SCAN_MS : LEFTOVER_SCAN_MS);
+        if (ml__spool_find_leftover(dir, s->own.path, c->server, s->closing_seen ? prefix : NULL,
+                                    &s->skip, &s->left) != 0)
             return NULL;
     }
     ml__req *r = read_next(&s->left, ML__SRC_LEFTOVER, &err);
@@ -161,9 +177,30 @@ ml__req *ml__leftover_next(ml_client *c)
         } else {
             ml__spool_free(&s->left);
         }
+        s->left_scan_at = 0; /* the next one at once */
+        s->left_done = true;
         return NULL;
     }
     return s->replay = r;
+}
+
+bool ml__children_pending(ml_client *c)
+{
+    ml__sender *s = &c->snd;
+    char dir[PATH_MAX], prefix[128];
+    if (s->offline || s->failed || !s->close_acked)
+        return false;
+    if (s->left.fd >= 0 || s->replay != NULL)
+        return true;
+    if (ml__spool_dir(&c->cfg, dir, sizeof(dir)) != 0)
+        return false;
+    snprintf(prefix, sizeof(prefix), "%s.", c->run.uid);
+    ml__spool probe;
+    if (ml__spool_find_leftover(dir, s->own.path, c->server, prefix, &s->skip, &probe) != 0)
+        return false;
+    ml__spool_free(&probe); /* found one: ml__leftover_next takes it */
+    s->left_scan_at = 0;
+    return true;
 }
 
 void ml__replay_acked(ml_client *c)

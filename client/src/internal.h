@@ -317,7 +317,9 @@ void ml__spool_init(ml__spool *sp);
  * $HOME/.microlog/spool. 0, -ENOENT (no HOME) or -ENAMETOOLONG. */
 int ml__spool_dir(const ml_client_config *cfg, char *out, size_t outlen);
 /* Creates <dir>/<uid>-<n>-<pid>.mlspool (and dir), locks it and writes the
- * file magic and the META record naming server. 0 or -errno. */
+ * file magic and the META record naming server. A forked child's uid
+ * argument is "<parent uid>.<uid>": its parent delivers it (deliver.c).
+ * 0 or -errno. */
 int ml__spool_create(ml__spool *sp, const char *dir, const char *uid, const char *server);
 /* Appends one record; sync: fdatasync before returning. On error the file
  * is cut back to its previous size. 0 or -errno. */
@@ -332,9 +334,10 @@ int ml__spool_read(const ml__spool *sp, uint64_t off, ml_spool_rec *rec, uint8_t
  * and positions off after it. -EAGAIN when locked by someone else. */
 int ml__spool_open_leftover(ml__spool *sp, const char *path, char *server, size_t serverlen);
 /* Finds, opens and locks the first spool file in dir meant for server that
- * is not own_path and not skipped. 0, -ENOENT (none) or -errno. */
+ * is not own_path, not skipped and, when prefix is not NULL, whose name
+ * starts with prefix. 0, -ENOENT (none) or -errno. */
 int ml__spool_find_leftover(const char *dir, const char *own_path, const char *server,
-                            const ml__spool_skip *skip, ml__spool *out);
+                            const char *prefix, const ml__spool_skip *skip, ml__spool *out);
 void ml__spool_skip_add(ml__spool_skip *skip, const ml__spool *sp);
 /* Closes the file (releasing the lock) and keeps it on disk. */
 void ml__spool_close(ml__spool *sp);
@@ -470,6 +473,7 @@ typedef struct ml__sender {
     char *spool_path;        /* where the run was left on disk, once final */
     ml__req *replay;         /* a request read from a spool, until acknowledged */
     ml__spool left;          /* a leftover spool file being delivered */
+    bool left_done;          /* one just ended: closing looks again at once */
     ml__spool_skip skip;     /* leftover files given up on */
     int64_t left_scan_at;    /* ms, monotonic: no directory scan before */
     uint64_t leftover_files; /* leftover files delivered and removed */
@@ -583,6 +587,10 @@ ml__req *ml__spool_next(ml_client *c);
 /* The next record of a leftover spool file meant for this collector, or
  * NULL (scans the directory at most every few seconds). Sets s->replay. */
 ml__req *ml__leftover_next(ml_client *c);
+/* Closing, with the run stored: true while a finished spool file of a
+ * forked child of this run waits to be delivered (its parent delivers it:
+ * a child cannot use the network library after fork). Sender thread. */
+bool ml__children_pending(ml_client *c);
 /* s->replay was acknowledged: moves past it. */
 void ml__replay_acked(ml_client *c);
 /* The collector refused s->replay from a leftover file for good: the file

@@ -700,6 +700,8 @@ static int64_t next_event(const ml_client *c, int64_t now)
     }
     if (c->closing && c->deadline < until)
         until = c->deadline;
+    if (c->closing && s->left_done) /* see whether more children wait */
+        until = now;
     return until < now ? now : until;
 }
 
@@ -768,6 +770,7 @@ static void finish(ml_client *c)
     ml__spool_rest(c);          /* before the socket: its close may never return (join_sender) */
     pthread_mutex_lock(&c->mu); /* publishes the state above to a close_run that gives up */
     c->sender_settled = true;
+    pthread_cond_broadcast(&c->cv); /* a close that does not join waits for this */
     pthread_mutex_unlock(&c->mu);
     socket_close(s);
 }
@@ -793,7 +796,8 @@ void *ml__sender_main(void *arg)
             s->final_sealed = w.closing;
             s->closing_seen = w.closing;
         }
-        if (w.closing && (now >= w.deadline || close_finished(c)))
+        s->left_done = false;
+        if (w.closing && (now >= w.deadline || (close_finished(c) && !ml__children_pending(c))))
             break;
         step(c);
     }

@@ -245,7 +245,7 @@ int ml__spool_open_leftover(ml__spool *sp, const char *path, char *server, size_
 }
 
 int ml__spool_find_leftover(const char *dir, const char *own_path, const char *server,
-                            const ml__spool_skip *skip, ml__spool *out)
+                            const char *prefix, const ml__spool_skip *skip, ml__spool *out)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -257,6 +257,8 @@ int ml__spool_find_leftover(const char *dir, const char *own_path, const char *s
         size_t len = strlen(e->d_name);
         char path[PATH_MAX], meta[512];
         if (len <= suffix || strcmp(e->d_name + len - suffix, ML_SPOOL_SUFFIX) != 0)
+            continue;
+        if (prefix != NULL && strncmp(e->d_name, prefix, strlen(prefix)) != 0)
             continue;
         if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
             continue;

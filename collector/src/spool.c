@@ -29,19 +29,44 @@ typedef struct rec {
     size_t len;
 } rec;
 
+/* The host part of an http(s) URL and its port (default 80/443). */
+static const char *url_host(const char *url, long *port)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return NULL;
+    *port = strncmp(url, "https", 5) == 0 ? 443 : 80;
+    p += 3;
+    const char *colon = p[0] == '[' ? strchr(p, ']') : p;
+    colon = colon ? strchr(colon, ':') : NULL;
+    const char *slash = strchr(p, '/');
+    if (colon != NULL && (slash == NULL || colon < slash))
+        *port = strtol(colon + 1, NULL, 10);
+    return p;
+}
+
 int ml_spool_server_is_local(const char *server)
 {
     static const char *const hosts[] = {"localhost", "127.0.0.1", "[::1]"};
-    const char *p = strstr(server, "://");
+    long port;
+    const char *p = url_host(server, &port);
     if (p == NULL)
         return 0;
-    p += 3;
     for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
         size_t n = strlen(hosts[i]);
         if (strncmp(p, hosts[i], n) == 0 && (p[n] == '\0' || p[n] == ':' || p[n] == '/'))
             return 1;
     }
     return 0;
+}
+
+int ml_spool_server_is_ours(const char *server, const char *own_url)
+{
+    long port, own_port;
+    if (!ml_spool_server_is_local(server) || own_url == NULL || url_host(server, &port) == NULL ||
+        url_host(own_url, &own_port) == NULL)
+        return 0;
+    return port == own_port;
 }
 
 /* Import order: OpenRun, batches by seq, CloseRun (stable otherwise). */
@@ -174,8 +199,10 @@ static int import_locked(ml_collector *c, const char *dir, const char *name, con
         return 0;
     size_t n = parse(buf, len, &v, &server, &server_len, &torn);
     char *srv = ml_xasprintf("%.*s", (int)server_len, server ? server : "");
-    if (!ml_spool_server_is_local(srv)) {
-        ml_debug("spool: %s is for %s, not this machine", name, srv);
+    /* Another collector on this machine (another port) imports its own:
+     * a run goes to the collector its program was told to use. */
+    if (!ml_spool_server_is_ours(srv, ml_collector_http_url(c))) {
+        ml_debug("spool: %s is for %s, not this collector", name, srv);
         goto done;
     }
     qsort(v, n, sizeof(rec), rec_cmp);

@@ -12,8 +12,8 @@
 
 struct ml_collector;
 
-/* Imports the finished spool files in dir meant for a collector on this
- * machine (their server URL is a loopback one). A file still locked by
+/* Imports the finished spool files in dir meant for this collector (their
+ * server URL is a loopback one with this collector's HTTP port). A file still locked by
  * its writer is skipped; a file whose records the collector refuses for
  * good is moved to dir/rejected/ with the reason logged; after a
  * transient failure it stays for the next scan. Returns the number of
@@ -22,5 +22,8 @@ int ml_spool_import_dir(struct ml_collector *c, const char *dir);
 
 /* True when server (an http(s) URL) names a loopback host. */
 int ml_spool_server_is_local(const char *server);
+/* True when server is a loopback URL with the port of own_url (this
+ * collector's HTTP address). */
+int ml_spool_server_is_ours(const char *server, const char *own_url);
 
 #endif

@@ -72,7 +72,11 @@ static void *finisher(void *arg)
     while (n < 0 && errno == EINTR);
     if (n != 1 || b != 't')
         return NULL; /* disarmed */
-    ml_client_close(term.client, 128 + SIGTERM, term.timeout_ms, NULL);
+    /* Never joins a thread: the signalled thread may be inside the C
+     * library's thread-stack lock (in pthread_join or a thread's exit, as
+     * a pool worker stopping its sampler when Pool.terminate()'s SIGTERM
+     * comes), and a join here would wait for it until the handler's bound. */
+    ml_client_close_dying(term.client, 128 + SIGTERM, term.timeout_ms);
     if (write(term.done[1], "d", 1) < 0) {
         /* the handler stops waiting at its bound */
     }

@@ -171,6 +171,13 @@ typedef struct ml_client_result {
  * Call once, from any thread but the sender. */
 int ml_client_close(ml_client *c, int exit_status, uint32_t timeout_ms, ml_client_result *res);
 
+/* ml_client_close() for a process about to end (a signal handler's
+ * helper thread): the same delivery or spooling, but the sender thread is
+ * never joined, only awaited (bounded), because joining a thread takes the
+ * C library's thread-stack lock, which the signalled thread may hold.
+ * Returns as ml_client_close(); the client must not be freed afterwards. */
+int ml_client_close_dying(ml_client *c, int exit_status, uint32_t timeout_ms);
+
 /* Frees the client; closes it first (with a zero wait) if that was not done. */
 void ml_client_free(ml_client *c);
 
