@@ -22,6 +22,14 @@ BUILD_DIR = Path(os.environ.get("ML_BUILD_DIR", SOURCE_DIR / "build"))
 MICROLOGD = os.environ.get("MICROLOGD", str(BUILD_DIR / "collector" / "micrologd"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "client: runs the Python package as a user would; also run on every other "
+        "interpreter (tests/interpreters/run.sh)",
+    )
+
+
 @dataclass
 class Collector:
     proc: subprocess.Popen[bytes]

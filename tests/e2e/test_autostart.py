@@ -16,6 +16,8 @@ import pytest
 
 from conftest import MICROLOGD, run_python, wait_for
 
+pytestmark = pytest.mark.client
+
 
 def free_port() -> int:
     with socket.socket() as s:

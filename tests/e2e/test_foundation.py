@@ -9,7 +9,11 @@ import socket
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from conftest import Collector, run_python, wait_for
+
+pytestmark = pytest.mark.client
 
 SCRIPT = textwrap.dedent('''
     import logging

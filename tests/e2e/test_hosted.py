@@ -23,6 +23,8 @@ import pytest
 
 from conftest import SOURCE_DIR, start_collector, run_python, wait_for
 
+pytestmark = pytest.mark.client
+
 TOK_A = "a" * 32  # team-a, write
 TOK_A_READ = "r" * 32  # team-a, read
 TOK_B = "b" * 32  # team-b, write
@@ -78,14 +80,21 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     def ossl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, cwd=d, capture_output=True)
 
+    # The extensions a strict verifier requires (Python 3.13+ verifies with
+    # VERIFY_X509_STRICT): key usage on the CAs, key identifiers on the leaf.
+    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign,cRLSign"]  # fmt: skip
     ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-         "-days", "2", "-subj", "/CN=Microlog Test CA")
+         "-days", "2", "-subj", "/CN=Microlog Test CA", *ca_ext)
     ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out",
-         "other.pem", "-days", "2", "-subj", "/CN=Some Other CA")
+         "other.pem", "-days", "2", "-subj", "/CN=Some Other CA", *ca_ext)
     ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
          "-subj", "/CN=localhost")
     (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                               "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+                               "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                               "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                               "subjectKeyIdentifier=hash\n"
+                               "authorityKeyIdentifier=keyid,issuer\n")
     ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
          "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
     return {"ca": d / "ca.pem", "other": d / "other.pem", "cert": d / "server.pem",

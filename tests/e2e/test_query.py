@@ -19,6 +19,8 @@ import pytest
 
 from conftest import Collector, run_python, wait_for
 
+pytestmark = pytest.mark.client
+
 PERIOD = 0.01
 
 KNOWN = """
