@@ -37,10 +37,85 @@ static void list_dispose(ml_call_list *l)
     list_free_lod(l);
 }
 
+static void times_add(ml_times *tl, int64_t time)
+{
+    size_t b = tl->nblocks;
+    if (b == 0 || tl->count[b - 1] == ML_CALLS_BLOCK ||
+        (uint64_t)(time - tl->base[b - 1]) > UINT32_MAX) {
+        if (b == tl->capblocks) {
+            tl->capblocks = tl->capblocks ? tl->capblocks * 2 : 8;
+            tl->base = ml_xrealloc(tl->base, tl->capblocks * sizeof(int64_t));
+            tl->off = ml_xrealloc(tl->off, tl->capblocks * sizeof(uint32_t *));
+            tl->first = ml_xrealloc(tl->first, tl->capblocks * sizeof(size_t));
+            tl->count = ml_xrealloc(tl->count, tl->capblocks * sizeof(uint32_t));
+        }
+        tl->base[b] = time;
+        tl->off[b] = ml_xmalloc(ML_CALLS_BLOCK * sizeof(uint32_t));
+        tl->first[b] = tl->n;
+        tl->count[b] = 0;
+        tl->nblocks = ++b;
+    }
+    tl->off[b - 1][tl->count[b - 1]++] = (uint32_t)(time - tl->base[b - 1]);
+    tl->n++;
+}
+
+/* Index of the first time >= x (tl->n when none). */
+static size_t times_lower(const ml_times *tl, int64_t x)
+{
+    size_t lo = 0, hi = tl->nblocks; /* the last block whose base <= x */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tl->base[mid] <= x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return 0;
+    size_t b = lo - 1;
+    uint64_t want = (uint64_t)(x - tl->base[b]);
+    uint32_t l = 0, h = tl->count[b];
+    while (l < h) {
+        uint32_t mid = l + (h - l) / 2;
+        if (tl->off[b][mid] < want)
+            l = mid + 1;
+        else
+            h = mid;
+    }
+    return tl->first[b] + l;
+}
+
+uint64_t ml_calls_count(const ml_thread_index *t, int64_t a, int64_t b)
+{
+    if (b <= a || t->stacked.n == 0)
+        return 0;
+    return times_lower(&t->stacked, b) - times_lower(&t->stacked, a);
+}
+
+uint64_t ml_calls_count_bare(const ml_thread_index *t, int64_t a, int64_t b)
+{
+    if (b <= a || t->bare.n == 0)
+        return 0;
+    return times_lower(&t->bare, b) - times_lower(&t->bare, a);
+}
+
+static void times_dispose(ml_times *tl)
+{
+    for (size_t b = 0; b < tl->nblocks; b++)
+        free(tl->off[b]);
+    free(tl->base);
+    free(tl->off);
+    free(tl->first);
+    free(tl->count);
+    memset(tl, 0, sizeof(*tl));
+}
+
 void ml_calls_dispose(ml_calls *c)
 {
     for (size_t i = 0; i < c->nthreads; i++) {
         ml_thread_index *t = &c->threads[i];
+        times_dispose(&t->stacked);
+        times_dispose(&t->bare);
         for (size_t d = 0; d < t->ndepth; d++)
             list_dispose(&t->depth[d]);
         free(t->depth);
@@ -243,6 +318,13 @@ void ml_calls_add_sample(ml_calls *c, const ml_model *m, uint32_t thread, int64_
     t->last = time;
     t->n++;
     c->samples++;
+    if (n > 0) {
+        times_add(&t->stacked, time);
+    } else {
+        times_add(&t->bare, time);
+        t->no_stack++;
+        c->no_stack++;
+    }
 }
 
 void ml_calls_settle(ml_calls *c)
@@ -392,6 +474,8 @@ size_t ml_calls_bytes(const ml_calls *c)
     for (size_t i = 0; i < c->nthreads; i++) {
         const ml_thread_index *t = &c->threads[i];
         b += t->ndepth * sizeof(ml_call_list) + t->capprev * 4;
+        b += t->stacked.capblocks * (sizeof(int64_t) + sizeof(void *) + sizeof(size_t) + 4) +
+             t->stacked.nblocks * ML_CALLS_BLOCK * sizeof(uint32_t);
         for (size_t d = 0; d < t->ndepth; d++) {
             const ml_call_list *l = &t->depth[d];
             b += l->capchunks * sizeof(ml_call_chunk) + l->capfar * sizeof(ml_call_far);

@@ -1,7 +1,9 @@
 /*
  * The compact query index of one run, built from its model (model.h).
  *
- * Raw samples are not kept. Each sample only extends, closes and opens
+ * Raw samples are not kept, only their times (4 bytes each, so a window's
+ * or a call's sample count is exact: one count everywhere). Each sample
+ * only extends, closes and opens
  * calls (the original Microlog's merge: a call is a maximal run of
  * consecutive samples of one thread whose stacks agree, by function, from
  * the root down to that depth), and every answer is derived from the calls:
@@ -105,8 +107,22 @@ typedef struct ml_call_list {
     uint8_t nlod;
 } ml_call_list;
 
+/* The times of a thread's samples with a Python stack, in blocks: a 64-bit
+ * base and 32-bit offsets from it (a block ends early where an offset
+ * would not fit). first[b]: index of block b's first time. */
+typedef struct ml_times {
+    int64_t *base;
+    uint32_t **off;
+    size_t *first;
+    uint32_t *count;
+    size_t n, nblocks, capblocks;
+} ml_times;
+
 typedef struct ml_thread_index {
     size_t n;                 /* samples consumed */
+    uint64_t no_stack;        /* of them, samples without a Python stack (no call) */
+    ml_times stacked;         /* times of the others */
+    ml_times bare;            /* times of those without */
     int64_t first_time, last; /* first and latest sample time (us) */
     ml_call_list *depth;      /* ndepth lists */
     size_t ndepth;
@@ -120,6 +136,7 @@ typedef struct ml_calls {
     uint32_t *func_of_frame; /* frame id -> function id (its first frame id) */
     size_t nfunc_of_frame;
     uint64_t samples;    /* total consumed */
+    uint64_t no_stack;   /* of them, without a Python stack */
     uint64_t frames_cut; /* stack levels below ML_CALLS_MAX_DEPTH left out */
     int64_t period_us;
     uint64_t generation; /* bumped on every ml_calls_add that added samples */
@@ -187,6 +204,12 @@ static inline uint32_t ml_call_func(const ml_call_list *l, size_t k)
     size_t i = k & (ML_CALLS_BLOCK - 1);
     return ch->func[i] | (ch->func_hi ? (uint32_t)ch->func_hi[i] << 16 : 0);
 }
+
+/* Samples of t with a Python stack whose time is in [a, b): the count a
+ * call, a segment or a window stands for. O(log n). */
+uint64_t ml_calls_count(const ml_thread_index *t, int64_t a, int64_t b);
+/* The same for its samples without a Python stack. */
+uint64_t ml_calls_count_bare(const ml_thread_index *t, int64_t a, int64_t b);
 
 /* First call index of l whose end is after time (l->n when none). */
 size_t ml_calls_first_ending_after(const ml_call_list *l, int64_t time);

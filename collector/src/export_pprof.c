@@ -105,22 +105,21 @@ char *ml_export_pprof(const ml_qrun *q, size_t *len)
     int64_t period_ns = c->period_us * 1000;
     put_value_type(&b, 1, s_samples, s_count);
     put_value_type(&b, 1, s_wall, s_ns);
-    /* Samples: one per path of the call tree with its self time (the
-     * samples whose whole stack it was); count in sample periods. */
+    /* Samples: one per path of the call tree with its self time and self
+     * samples (the samples whose whole stack it was). */
     ml_ftree tree;
     ml_ftree_build(&tree, q, NULL);
     uint32_t path[ML_CALLS_MAX_DEPTH];
     for (size_t s = 1; s < tree.n; s++) {
-        uint64_t self_us = tree.nodes[s].self;
-        if (self_us == 0)
+        uint64_t self_us = tree.nodes[s].self, count = tree.nodes[s].self_samples;
+        if (count == 0)
             continue;
         size_t n = ml_ftree_path(&tree, (uint32_t)s, path, ML_CALLS_MAX_DEPTH);
         for (size_t i = n; i-- > 0;)                  /* leaf first */
             if (path[i] != 0 && path[i] < m->nframes) /* location 0 is invalid */
                 put_varint(&packed, path[i]);
         put_msg(&sub, 1, &packed);
-        uint64_t count = (self_us + (uint64_t)c->period_us / 2) / (uint64_t)c->period_us;
-        put_varint(&packed, count ? count : 1);
+        put_varint(&packed, count);
         put_varint(&packed, self_us * 1000);
         put_msg(&sub, 2, &packed);
         put_msg(&b, 2, &sub);

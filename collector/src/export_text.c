@@ -25,10 +25,11 @@ typedef struct ss_out {
     uint32_t nshared;
     size_t nsamples;
     int64_t period;
+    const ml_thread_index *t; /* the thread being written */
 } ss_out;
 
-/* ml_calls_walk segment: the chain as samples of one period each (the
- * last one takes the remainder), as the sampler saw it. */
+/* ml_calls_walk segment: the chain once per sample the segment stands for
+ * (calls.h keeps their times), the segment's time shared among them. */
 static void ss_segment(void *arg, const uint32_t *funcs, size_t depth, int64_t start, int64_t end)
 {
     ss_out *o = arg;
@@ -48,11 +49,9 @@ static void ss_segment(void *arg, const uint32_t *funcs, size_t depth, int64_t s
         }
         ml_sbuf_printf(&chain, k ? ",%u" : "%u", o->index[f] - 1);
     }
-    int64_t n = (end - start + o->period / 2) / o->period;
-    if (n < 1)
-        n = 1;
+    int64_t n = (int64_t)ml_calls_count(o->t, start, end);
     for (int64_t i = 0; i < n; i++) {
-        int64_t w = i + 1 < n ? o->period : (end - start) - (n - 1) * o->period;
+        int64_t w = (end - start) / n + (i + 1 < n ? 0 : (end - start) % n);
         ml_sbuf_puts(o->b, o->nsamples ? ",[" : "[");
         ml_sbuf_add(o->b, chain.p, chain.n);
         ml_sbuf_puts(o->b, "]");
@@ -90,6 +89,7 @@ char *ml_export_speedscope(const ml_qrun *q, size_t *len)
                        ",\"unit\":\"seconds\",\"startValue\":%.6f,\"endValue\":%.6f,\"samples\":[",
                        (double)t->first_time / 1e6, (double)(t->last + c->period_us) / 1e6);
         o.nsamples = 0;
+        o.t = t;
         weights.n = 0;
         ml_calls_walk(t, INT64_MIN, INT64_MAX, NULL, ss_segment, &o);
         ml_sbuf_puts(&b, "],\"weights\":[");
@@ -115,10 +115,11 @@ char *ml_export_collapsed(const ml_qrun *q, size_t *len)
     int64_t period = q->calls->period_us > 0 ? q->calls->period_us : 1;
     ml_sbuf b = {0};
     uint32_t *path = ml_xmalloc((t.n + 1) * sizeof(uint32_t));
+    (void)period;
     for (size_t i = 1; i < t.n; i++) {
-        /* Counts are in samples (self time / period), as flamegraph.pl
-         * expects from a sampling profiler. */
-        uint64_t count = (t.nodes[i].self + (uint64_t)period / 2) / (uint64_t)period;
+        /* Counts are samples, as flamegraph.pl expects from a sampling
+         * profiler: each path's samples with it as the whole stack. */
+        uint64_t count = t.nodes[i].self_samples;
         if (count == 0)
             continue;
         size_t depth = 0;
@@ -147,6 +148,10 @@ char *ml_export_chrome(const ml_qrun *q, size_t *len)
     ml_sbuf b = {0};
     ml_sbuf_puts(&b, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"run\":");
     ml_sbuf_jstr(&b, q->run->id);
+    /* Trace events are calls, not samples: the samples they stand for are
+     * said here, the same count as every other view. */
+    ml_sbuf_printf(&b, ",\"samples\":%llu,\"samples_without_stack\":%llu,\"events\":\"calls\"",
+                   (unsigned long long)(c->samples - c->no_stack), (unsigned long long)c->no_stack);
     ml_sbuf_puts(&b, "},\"traceEvents\":[");
     bool first = true;
     for (size_t id = 1; id < c->nthreads; id++) {

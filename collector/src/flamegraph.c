@@ -60,6 +60,7 @@ static uint32_t child_of(ml_ftree *t, uint32_t parent, const ml_frame *f, uint32
 typedef struct fbuild {
     ml_ftree *t;
     const ml_qrun *q;
+    const ml_thread_index *ti;         /* the thread being walked */
     uint32_t node[ML_CALLS_MAX_DEPTH]; /* tree node of each open level */
 } fbuild;
 
@@ -71,9 +72,13 @@ static void enter_call(void *arg, size_t level, uint32_t func, int64_t start, in
     const ml_frame *f = ml_model_frame(b->q->model, func);
     uint32_t parent = level ? b->node[level - 1] : 0;
     uint32_t nd = child_of(b->t, parent, f ? f : &unknown, func);
+    uint64_t samples = ml_calls_count(b->ti, start, end);
     b->t->nodes[nd].value += (uint64_t)(end - start);
-    if (level == 0)
+    b->t->nodes[nd].samples += samples;
+    if (level == 0) {
         b->t->nodes[0].value += (uint64_t)(end - start);
+        b->t->nodes[0].samples += samples;
+    }
     b->node[level] = nd;
 }
 
@@ -100,17 +105,25 @@ void ml_ftree_build(ml_ftree *t, const ml_qrun *q, const ml_qwindow *w)
     int64_t ws = w ? w->start : INT64_MIN, we = w ? w->end : INT64_MAX;
     const ml_calls *c = q->calls;
     for (size_t id = 1; id < c->nthreads; id++)
-        if (c->threads[id].n && ml_qwindow_has_thread(w, (uint32_t)id))
-            ml_calls_walk(&c->threads[id], ws, we, enter_call, NULL, &b);
+        if (c->threads[id].n && ml_qwindow_has_thread(w, (uint32_t)id)) {
+            b.ti = &c->threads[id];
+            ml_calls_walk(b.ti, ws, we, enter_call, NULL, &b);
+            t->no_stack += ml_calls_count_bare(b.ti, ws, we);
+        }
     /* Self = total - children: children lie inside their parent, so this
      * is the time the path was the whole stack. */
-    for (size_t i = 1; i < t->n; i++)
+    for (size_t i = 1; i < t->n; i++) {
         t->nodes[i].self = t->nodes[i].value;
+        t->nodes[i].self_samples = t->nodes[i].samples;
+    }
     for (size_t i = 1; i < t->n; i++) {
         ml_fnode *p = &t->nodes[t->nodes[i].parent];
         p->self = p->self > t->nodes[i].value ? p->self - t->nodes[i].value : 0;
+        p->self_samples -=
+            p->self_samples >= t->nodes[i].samples ? t->nodes[i].samples : p->self_samples;
     }
     t->nodes[0].self = 0;
+    t->nodes[0].self_samples = 0;
     sorting_tree = t;
     sorting_model = q->model;
     for (size_t i = 0; i < t->n; i++)
@@ -158,6 +171,8 @@ static json_t *tree_json(const ml_ftree *t, const ml_model *m, double unit)
         }
         ml_json_set(o, "value", ml_json_real((double)nd->value * unit));
         ml_json_set(o, "self", ml_json_real((double)nd->self * unit));
+        ml_json_set(o, "samples", json_integer((json_int_t)nd->samples));
+        ml_json_set(o, "self_samples", json_integer((json_int_t)nd->self_samples));
         ml_json_set(o, "children", json_array());
         objs[i] = o;
     }
@@ -178,6 +193,10 @@ json_t *ml_query_flamegraph_window(const ml_qrun *q, const ml_qwindow *w)
     json_t *out = json_object();
     ml_json_set(out, "run", ml_json_str(q->run->id));
     ml_json_set(out, "total", ml_json_real((double)t.nodes[0].value / 1e6));
+    /* The run's samples: those with a Python stack are the tree's; the
+     * others (a thread with no Python frame) are counted beside it. */
+    ml_json_set(out, "samples", json_integer((json_int_t)t.nodes[0].samples));
+    ml_json_set(out, "samples_without_stack", json_integer((json_int_t)t.no_stack));
     ml_json_set(out, "sample_period", ml_json_real(q->period));
     ml_json_set(out, "root", tree_json(&t, q->model, 1e-6));
     ml_ftree_dispose(&t);

@@ -5,7 +5,10 @@
  * to the node of its path (its parent call's node plus its function), so
  * the cost grows with the number of calls in the window, not of samples.
  * Nodes are merged by function (parent, name, file, first line); a node's
- * self time is its total minus its children's. Loop thread only.
+ * self time is its total minus its children's. Each node also counts the
+ * samples its calls stand for (exact: calls.h keeps every sample's time),
+ * so every view built on the tree counts the same samples. Loop thread
+ * only.
  */
 #ifndef ML_COLLECTOR_FLAMEGRAPH_H
 #define ML_COLLECTOR_FLAMEGRAPH_H
@@ -18,6 +21,7 @@
 typedef struct ml_fnode {
     uint32_t parent, name, file, first_line, func; /* func: function (frame) id */
     uint64_t value, self;                          /* us */
+    uint64_t samples, self_samples;                /* samples with a Python stack */
     uint32_t *children;
     size_t nchildren, capchildren;
 } ml_fnode;
@@ -27,6 +31,7 @@ typedef struct ml_ftree {
     size_t n, cap;
     uint32_t *slots; /* open addressing: node index + 1, 0 = empty */
     size_t nslots;
+    uint64_t no_stack; /* samples in the window without a Python stack (not in the tree) */
 } ml_ftree;
 
 /* Builds the tree of the calls of q within w (NULL: the whole run, every

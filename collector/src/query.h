@@ -109,9 +109,16 @@ json_t *ml_query_search(const ml_qrun *q, struct ml_regex *re, const char *patte
 /* Function-level time differences between q and base. */
 json_t *ml_query_diff(const ml_qrun *q, const ml_qrun *base);
 
-/* The aggregated inclusive time (us) of every function id of q:
- * a malloc'd array indexed by function (frame) id, m->nframes entries. */
-uint64_t *ml_query_function_samples(const ml_qrun *q);
+/* The inclusive time (us) and samples of one function. */
+typedef struct ml_fn_total {
+    uint64_t us, samples;
+} ml_fn_total;
+
+/* The aggregated inclusive time and samples of every function id of q
+ * (each sample counted once per function, however deep the recursion): a
+ * malloc'd array indexed by function (frame) id, m->nframes entries;
+ * *samples: the run's samples with a Python stack. */
+ml_fn_total *ml_query_function_totals(const ml_qrun *q, uint64_t *samples);
 
 /* Splits a frame name "pkg.mod.Class.method" (flags: FrameFlag bits):
  * *mod_len is the length of the module part ("pkg.mod"), *cls_len the

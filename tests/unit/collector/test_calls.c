@@ -5,6 +5,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -321,10 +322,12 @@ static void test_level_of_detail(void **state)
 
 /* Reference: per path of functions (as "f1/f3/..."), the time its samples
  * stand for, sample by sample: total (path is a prefix of the stack) and
- * self (path is the whole stack), clipped to [ws, we). */
+ * self (path is the whole stack), clipped to [ws, we); and the samples
+ * themselves, those whose time is in [ws, we). */
 typedef struct ref_entry {
     char key[128];
     int64_t total, self;
+    int64_t samples, self_samples;
 } ref_entry;
 
 static ref_entry *ref_find(ref_entry *r, size_t *n, const char *key)
@@ -333,7 +336,7 @@ static ref_entry *ref_find(ref_entry *r, size_t *n, const char *key)
         if (strcmp(r[i].key, key) == 0)
             return &r[i];
     strcpy(r[*n].key, key);
-    r[*n].total = r[*n].self = 0;
+    r[*n].total = r[*n].self = r[*n].samples = r[*n].self_samples = 0;
     return &r[(*n)++];
 }
 
@@ -352,6 +355,7 @@ static size_t reference(const ml_model *m, const uint32_t *thread, const int64_t
         int64_t s = time[i] > ws ? time[i] : ws, e = time[i] + w < we ? time[i] + w : we;
         if (e <= s)
             continue;
+        bool counted = time[i] >= ws && time[i] < we;
         const ml_stack *st = ml_model_stack(m, stack[i]);
         char key[128] = "";
         for (uint32_t k = 0; st && k < st->n; k++) {
@@ -359,8 +363,11 @@ static size_t reference(const ml_model *m, const uint32_t *thread, const int64_t
             snprintf(key + strlen(key), sizeof(key) - strlen(key), "/f%u", func);
             ref_entry *r = ref_find(out, &nout, key);
             r->total += e - s;
-            if (k + 1 == st->n)
+            r->samples += counted;
+            if (k + 1 == st->n) {
                 r->self += e - s;
+                r->self_samples += counted;
+            }
         }
     }
     return nout;
@@ -410,7 +417,7 @@ static void test_flamegraph_from_calls(void **state)
         ml_ftree t;
         ml_ftree_build(&t, &q, &w);
         assert_int_equal(t.n - 1, nref); /* the same paths */
-        int64_t root = 0;
+        int64_t root = 0, root_samples = 0;
         for (size_t i = 1; i < t.n; i++) {
             uint32_t path[8];
             size_t len = ml_ftree_path(&t, (uint32_t)i, path, 8);
@@ -422,10 +429,25 @@ static void test_flamegraph_from_calls(void **state)
             assert_int_equal(nref, before); /* a path the samples have */
             assert_int_equal((int64_t)t.nodes[i].value, e->total);
             assert_int_equal((int64_t)t.nodes[i].self, e->self);
-            if (len == 1)
+            /* Sample counts are exact, not time divided by a period. */
+            assert_int_equal((int64_t)t.nodes[i].samples, e->samples);
+            assert_int_equal((int64_t)t.nodes[i].self_samples, e->self_samples);
+            if (len == 1) {
                 root += e->total;
+                root_samples += e->samples;
+            }
         }
         assert_int_equal((int64_t)t.nodes[0].value, root);
+        assert_int_equal((int64_t)t.nodes[0].samples, root_samples);
+        /* Every sample of the window is in the tree or counted beside it. */
+        int64_t in_window = 0, bare = 0;
+        for (size_t i = 0; i < n; i++)
+            if (tm[i] >= windows[wi][0] && tm[i] < windows[wi][1]) {
+                in_window++;
+                bare += st[i] == 0;
+            }
+        assert_int_equal((int64_t)t.no_stack, bare);
+        assert_int_equal((int64_t)(t.nodes[0].samples + t.no_stack), in_window);
         ml_ftree_dispose(&t);
     }
     free(ref);
