@@ -75,11 +75,14 @@ static int sync_init(ml_client *c)
         return -ENOMEM;
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     int rv = pthread_cond_init(&c->cv, &attr);
+    if (rv == 0 && (rv = pthread_cond_init(&c->settled_cv, &attr)) != 0)
+        pthread_cond_destroy(&c->cv);
     pthread_condattr_destroy(&attr);
     if (rv != 0)
         return -ENOMEM;
     if (pthread_mutex_init(&c->mu, NULL) != 0) {
         pthread_cond_destroy(&c->cv);
+        pthread_cond_destroy(&c->settled_cv);
         return -ENOMEM;
     }
     return 0;
@@ -163,6 +166,7 @@ int ml_client_new(const ml_client_config *cfg, const ml_run_info *run, ml_client
     if ((rv = start_sender(c)) != 0) {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
+        pthread_cond_destroy(&c->settled_cv);
         ml__client_destroy(c);
         return rv;
     }

@@ -199,7 +199,7 @@ static bool await_settled(ml_client *c, uint64_t deadline)
     struct timespec ts = {.tv_sec = (time_t)(end / 1000), .tv_nsec = (long)(end % 1000) * 1000000L};
     pthread_mutex_lock(&c->mu);
     while (!c->sender_settled && (uint64_t)ml__mono_ms() < end)
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
+        if (pthread_cond_timedwait(&c->settled_cv, &c->mu, &ts) == ETIMEDOUT)
             break;
     bool settled = c->sender_settled;
     pthread_mutex_unlock(&c->mu);
@@ -282,6 +282,7 @@ static void release(ml_client *c)
 {
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
+    pthread_cond_destroy(&c->settled_cv);
     ml__client_destroy(c);
 }
 

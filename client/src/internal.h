@@ -504,6 +504,11 @@ struct ml_client {
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* wakes the sender: batch full, aio done, close */
+    /* Wakes a close that does not join the sender (sender_settled). Not cv:
+     * a signal on cv meant for the sender (an nng callback's aio done) could
+     * wake that close instead, and the sender would sleep on to its next
+     * timer (250 ms more for a SIGTERM's close). */
+    pthread_cond_t settled_cv;
     /* under mu */
     ml__intern in;
     ml__batch *active; /* the batch recording functions append to */

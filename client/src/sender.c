@@ -770,7 +770,7 @@ static void finish(ml_client *c)
     ml__spool_rest(c);          /* before the socket: its close may never return (join_sender) */
     pthread_mutex_lock(&c->mu); /* publishes the state above to a close_run that gives up */
     c->sender_settled = true;
-    pthread_cond_broadcast(&c->cv); /* a close that does not join waits for this */
+    pthread_cond_broadcast(&c->settled_cv); /* a close that does not join waits for this */
     pthread_mutex_unlock(&c->mu);
     socket_close(s);
 }

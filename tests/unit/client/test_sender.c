@@ -463,6 +463,41 @@ static void test_last_batch_folded_into_close(void **state)
     (void)state;
 }
 
+/* The clients closed dying: never freed (ml_client_close_dying), kept
+ * reachable here for the leak checker. */
+static ml_client *dying_clients[8];
+
+/* ml_client_close_dying (a SIGTERM's close) with the sender's timers far
+ * off (5 s flush interval): the sender must hear every wake-up, so the run
+ * is delivered well inside the 1.5 s timeout. When the close waited on the
+ * sender's own condition, an nng callback's signal could wake the close
+ * instead of the sender, which slept on to its next timer: past the
+ * deadline, the run not delivered. */
+static void test_dying_close_is_prompt(void **state)
+{
+    for (size_t i = 0; i < sizeof(dying_clients) / sizeof(dying_clients[0]); i++) {
+        collector *k = collector_start(0);
+        collector_run(k);
+        ml_client_config cfg = test_config(k->url);
+        cfg.flush_interval_ms = 5000;
+        ml_run_info run = {.label = "dying"};
+        assert_int_equal(ml_client_new(&cfg, &run, &dying_clients[i]), 0);
+        ml_client *c = dying_clients[i];
+        uint32_t th = ml_client_thread(c, 1001, 2001, "MainThread");
+        uint32_t stack = make_stack(c, "dying", 3);
+        for (int j = 0; j < 50; j++)
+            assert_int_equal(ml_client_sample(c, th, (int64_t)j * 1000, stack, 7), 0);
+        usleep(50000); /* the run opened: the sender waits on its timers */
+        assert_int_equal(ml_client_close_dying(c, 143, 1500), 0);
+        collector_stop(k);
+        assert_int_equal(k->violations, 0);
+        assert_int_equal(k->closes, 1);
+        assert_int_equal(k->nsamples, 50);
+        collector_free(k);
+    }
+    (void)state;
+}
+
 /* A collector that announces final_batch but ignores it (an older one
  * behind the same address) answers the folded CloseRun "incomplete": the
  * client sends the batch alone and CloseRun again, and the run is whole. */
@@ -1095,6 +1130,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_run_delivered_in_order, fresh_spool),
         cmocka_unit_test_setup(test_last_batch_folded_into_close, fresh_spool),
+        cmocka_unit_test_setup(test_dying_close_is_prompt, fresh_spool),
         cmocka_unit_test_setup(test_ignored_final_batch_is_sent_again, fresh_spool),
         cmocka_unit_test_setup(test_unanswered_batch_is_retried, fresh_spool),
         cmocka_unit_test_setup(test_collector_starting_late, fresh_spool),
