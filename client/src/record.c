@@ -7,21 +7,59 @@
  * record is refused with -ENOBUFS and counted as dropped.
  */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* Takes the mutex of a live, open client: 0 (locked) or -errno (not locked).
- * A forked client is never locked: its mutex may belong to a vanished thread. */
+/* The calling thread's recording calls: how deep it is inside them, and
+ * what a signal handler deferred to their end. Initial-exec TLS: a signal
+ * handler reads it without the allocation a dynamic TLS access may make. */
+static __thread struct {
+    int depth;
+    void (*volatile deferred)(void);
+} call __attribute__((tls_model("initial-exec")));
+
+bool ml_client_defer_to_call_end(void (*fn)(void))
+{
+    if (call.depth == 0)
+        return false;
+    call.deferred = fn;
+    return true;
+}
+
+static void call_enter(void)
+{
+    call.depth++;
+    atomic_signal_fence(memory_order_seq_cst); /* before the mutex is taken */
+}
+
+/* After the mutex is released. */
+static void call_leave(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    if (--call.depth > 0 || call.deferred == NULL)
+        return;
+    void (*fn)(void) = call.deferred;
+    call.deferred = NULL;
+    fn();
+}
+
+/* Takes the mutex of a live, open client: 0 (locked, inside a recording
+ * call) or -errno (neither). A forked client is never locked: its mutex
+ * may belong to a vanished thread. */
 static int lock_open(ml_client *c)
 {
     if (c == NULL)
         return -EINVAL;
     if (atomic_load_explicit(&c->forked, memory_order_relaxed))
         return -ECHILD;
+    call_enter();
     pthread_mutex_lock(&c->mu);
     if (c->closing) {
         pthread_mutex_unlock(&c->mu);
+        call_leave();
         return -ESHUTDOWN;
     }
     return 0;
@@ -57,6 +95,7 @@ static void unlock_and_signal(ml_client *c)
         pthread_cond_signal(&c->cv);
     }
     pthread_mutex_unlock(&c->mu);
+    call_leave();
 }
 
 uint32_t ml_client_string(ml_client *c, const char *s, size_t len)

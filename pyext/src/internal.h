@@ -382,10 +382,14 @@ void ml__run_forget_after_fork(ml__run *r);
  * the process dies of SIGTERM. 1 armed, 0 left alone (the program's own
  * action, or armed already), -errno on failure. GIL held. */
 int ml__sigterm_arm(ml_client *client, uint32_t timeout_ms);
-/* Before the run is closed: restores the default action. False when a
- * SIGTERM already claimed the run: its client is being closed by the
- * handler's thread and the process is about to end. GIL held. */
+/* Before the program's stop() closes the run: a SIGTERM from now on is
+ * only noted. False when a SIGTERM already claimed the run: its client is
+ * being closed by the handler's thread and the process is about to end.
+ * GIL held. */
 bool ml__sigterm_disarm(void);
+/* After that close: SIGTERM's default action back, and a SIGTERM noted
+ * meanwhile raised again (the process ends here). GIL held. */
+void ml__sigterm_release(void);
 /* After a false ml__sigterm_disarm(): waits (GIL released by the caller)
  * for the handler to end the process, bounded. */
 void ml__sigterm_wait_end(void);

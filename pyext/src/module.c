@@ -129,6 +129,7 @@ static PyObject *native_stop(PyObject *m, PyObject *args, PyObject *kw)
     double ms = timeout <= 0 ? 0 : timeout * 1000.0;
     PyObject *res = ml__run_finish(r, exit_status, ms > 3.6e6 ? 3600000u : (uint32_t)ms);
     st->busy = false;
+    ml__sigterm_release();
     return res;
 }
 
@@ -364,6 +365,7 @@ static void native_free(void *m)
             return; /* a SIGTERM is closing the run */
         Py_XDECREF(ml__run_finish(r, 0, 0));
         PyErr_Clear();
+        ml__sigterm_release();
     }
 }
 

@@ -18,8 +18,16 @@
  * that thread; then it restores the default action and raises SIGTERM again.
  * The thread that received the signal stays in the handler meanwhile, as it
  * would have stopped for good. The finisher needs neither the GIL nor a lock
- * the signalled thread may hold, except the client's mutex for the length of
- * one record (the wait is bounded either way).
+ * the signalled thread may hold, except the client's mutex: a thread
+ * signalled inside a recording call (a print recorded, a sample taken by
+ * the main thread) may hold it, and the finisher would wait for it until
+ * the handler's bound and lose the run. So such a thread returns from the
+ * handler at once and does the handler's work as it leaves the call
+ * (ml_client_defer_to_call_end), a few microseconds later.
+ *
+ * While the program's own stop() closes the run, a SIGTERM is noted and
+ * raised again once the run is closed: the default action then would end
+ * the process mid-close and lose the run's last batches.
  *
  * Python does not see our handler: signal.getsignal() still says SIG_DFL,
  * and a handler the program installs replaces ours. Arming and disarming run
@@ -35,7 +43,8 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-enum { IDLE, ARMED, FIRED };
+/* CLOSING: the program's stop() closes the run. */
+enum { IDLE, ARMED, FIRED, CLOSING };
 
 /* How long the handler waits past the close timeout: ml_client_close may
  * take 2 s more for a sender stuck in the network library (close.c). */
@@ -43,6 +52,7 @@ enum { IDLE, ARMED, FIRED };
 
 static struct {
     atomic_int state;
+    atomic_int noted;  /* a SIGTERM came while CLOSING */
     ml_client *client; /* written before ARMED is published */
     uint32_t wait_ms;  /* the handler's bound: the close timeout + GRACE_MS */
     uint32_t timeout_ms;
@@ -113,9 +123,20 @@ static void wait_done(void)
     }
 }
 
-static void on_sigterm(int sig)
+/* SIGTERM's default action, now (async-signal-safe). */
+static void die_of_sigterm(void)
 {
-    int saved = errno;
+    set_default();
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    raise(SIGTERM);
+}
+
+/* The handler's work: close the run (bounded), then die of SIGTERM. */
+static void finish_and_die(void)
+{
     if (getpid() == term.pid) {
         int armed = ARMED;
         if (atomic_compare_exchange_strong(&term.state, &armed, FIRED)) {
@@ -125,12 +146,25 @@ static void on_sigterm(int sig)
             wait_done(); /* a second SIGTERM: the first one's close goes on */
         }
     }
-    set_default();
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, sig);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    raise(sig);
+    die_of_sigterm();
+}
+
+static void on_sigterm(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    int state = atomic_load(&term.state);
+    if (getpid() == term.pid && state == CLOSING) {
+        atomic_store(&term.noted, 1); /* raised again by ml__sigterm_release() */
+        errno = saved;
+        return;
+    }
+    /* Inside a recording call this thread may hold the client's mutex. */
+    if (getpid() == term.pid && state == ARMED && ml_client_defer_to_call_end(finish_and_die)) {
+        errno = saved;
+        return;
+    }
+    finish_and_die();
     errno = saved; /* not reached: SIGTERM's default action ends the process */
 }
 
@@ -181,11 +215,9 @@ int ml__sigterm_arm(ml_client *client, uint32_t timeout_ms)
 bool ml__sigterm_disarm(void)
 {
     int armed = ARMED;
-    if (!atomic_compare_exchange_strong(&term.state, &armed, IDLE))
+    if (!atomic_compare_exchange_strong(&term.state, &armed, CLOSING))
         return armed != FIRED;
-    /* A SIGTERM from here on finds the handler idle: default action. */
-    if (is_ours(NULL))
-        set_default();
+    /* A SIGTERM from here on is noted; ml__sigterm_release() raises it. */
     if (write(term.wake[1], "q", 1) == 1)
         pthread_join(term.thread, NULL);
     else
@@ -193,6 +225,17 @@ bool ml__sigterm_disarm(void)
     close_pipes();
     term.client = NULL;
     return true;
+}
+
+void ml__sigterm_release(void)
+{
+    int closing = CLOSING;
+    if (!atomic_compare_exchange_strong(&term.state, &closing, IDLE))
+        return;
+    if (is_ours(NULL))
+        set_default();
+    if (atomic_exchange(&term.noted, 0))
+        die_of_sigterm();
 }
 
 void ml__sigterm_wait_end(void)
@@ -209,6 +252,7 @@ void ml__sigterm_after_fork_child(void)
 {
     /* The finisher is the parent's thread; the pipes are the parent's too. */
     atomic_store(&term.state, IDLE);
+    atomic_store(&term.noted, 0);
     close_pipes();
     term.client = NULL;
 }

@@ -252,6 +252,56 @@ def test_sigterm_ends_a_program_inside_a_long_c_call(collector: Collector, runne
     assert run["samples"] >= 10, run
 
 
+def test_sigterm_inside_a_recording_call_ends_the_process_at_once(spool_collector: Collector, runner):
+    """A SIGTERM that lands while the signalled thread is inside one of the
+    client's recording calls (here the main thread records log lines of
+    2 000 characters back to back, and holds the client's mutex for a good
+    part of its time): the thread finishes the call and then closes the run.
+    Closing from inside the handler waited for that mutex until the
+    handler's bound (4.5 s) and lost the run. The flood outruns the sender,
+    so what the close timeout leaves unsent is spooled; the collector
+    imports it (every 2 s) into the same run."""
+    script = runner.script(
+        """
+        import logging
+        log = logging.getLogger("flood")
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+        line = "x" * 2000
+        print("logging", flush=True)
+        while True:
+            for _ in range(100):
+                log.warning(line)
+        """
+    )
+    collector = spool_collector
+    for attempt in range(3):
+        label = f"pytest-sigterm-rec-{attempt}"
+        env = child_env(server=collector.url, TRACER_SAMPLE_DELAY="0.01",
+                        MICROLOG_SPOOL_DIR=str(collector.spool_dir))  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-m", "microlog", label, str(script)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"logging\n"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the profiled program was still running 20 s after SIGTERM")
+        assert proc.returncode == -signal.SIGTERM, err.decode()
+        deadline = time.monotonic() + 30
+        while True:
+            run = _terminated_run(collector, label)
+            if run["status"] == "complete" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert run["status"] == "complete" and run["exit_status"] == 143, run
+        assert run["logs"] > 100, run
+
+
 def test_sigterm_handler_of_the_program_is_its_own(collector: Collector, runner):
     """Microlog's SIGTERM handling is invisible to the program: getsignal()
     says SIG_DFL as without Microlog, and a handler the program installs

@@ -178,6 +178,14 @@ int ml_client_close(ml_client *c, int exit_status, uint32_t timeout_ms, ml_clien
  * Returns as ml_client_close(); the client must not be freed afterwards. */
 int ml_client_close_dying(ml_client *c, int exit_status, uint32_t timeout_ms);
 
+/* For a signal handler of the program's threads (async-signal-safe): when
+ * the calling thread is inside a recording call of this library (it may
+ * hold a client's mutex, which a close needs), fn is kept and called by
+ * that thread as it leaves its outermost recording call, and true is
+ * returned; false (fn not kept) otherwise. One fn per thread: the last
+ * one kept is called. */
+bool ml_client_defer_to_call_end(void (*fn)(void));
+
 /* Frees the client; closes it first (with a zero wait) if that was not done. */
 void ml_client_free(ml_client *c);
 
