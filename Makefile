@@ -1,7 +1,7 @@
 # Microlog: the two commands a newcomer needs are `make demo` and `make test`.
 #   make build  dependencies, C build (build/), Python package (.venv), web UI
 #   make demo   build, start a standalone micrologd, profile an example, print its URL
-#   make test   build, then every test suite (C, Python, end-to-end, browser) twice:
+#   make test   build, format check, then every test suite (C, Python, end-to-end, browser) twice:
 #               a normal build and an address+undefined sanitizer build
 #   make bench  the benchmarks in tests/bench (see tests/bench/README.md); BENCH="query ui" picks some
 #   make fuzz   one libFuzzer target for a while: make fuzz TARGET=wire SECONDS=600 (tests/fuzz/README.md)
@@ -13,7 +13,7 @@ VPY := $(VENV)/bin/python
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: build deps native venv ui demo test test-fast bench format clean stop-demo fuzz fuzz-build test-tsan
+.PHONY: build deps native venv ui demo test test-fast bench format format-check clean stop-demo fuzz fuzz-build test-tsan
 
 build: deps native ui venv
 
@@ -44,6 +44,7 @@ stop-demo:
 
 test: build
 	@bash deploy/install-deps.sh --test
+	$(MAKE) format-check
 	cd frontend && npm ci --no-audit --no-fund --loglevel=error
 	ctest --test-dir build --output-on-failure -j2
 	cmake -S . -B build-asan -DML_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug \
@@ -95,6 +96,10 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Every C file as .clang-format (Debian 12's clang-format 14) has it.
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build build-asan build-wheel build-fuzz build-tsan frontend/dist

@@ -7,8 +7,7 @@
 #include <lz4.h>
 
 int ml_wire_pack(const char *method, uint64_t call_id, int32_t status, const char *error,
-                 const char *token, const ProtobufCMessage *msg, uint8_t **out,
-                 size_t *out_len)
+                 const char *token, const ProtobufCMessage *msg, uint8_t **out, size_t *out_len)
 {
     Microlog__V1__Envelope env = MICROLOG__V1__ENVELOPE__INIT;
     uint8_t *raw = NULL, *packed = NULL, *buf = NULL;

@@ -28,8 +28,7 @@
  * status/error are for replies (0/NULL for requests).
  * Returns 0, -ENOMEM, or -EMSGSIZE when the result exceeds ML_WIRE_MAX_MESSAGE. */
 int ml_wire_pack(const char *method, uint64_t call_id, int32_t status, const char *error,
-                 const char *token, const ProtobufCMessage *msg, uint8_t **out,
-                 size_t *out_len);
+                 const char *token, const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
 
 /* An unpacked envelope: env is owned (free with ml_wire_msg_free); payload
  * points to the decompressed payload (owned when compressed, else into env). */

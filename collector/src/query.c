@@ -288,7 +288,8 @@ json_t *ml_query_threads(const ml_model *m)
         ml_json_set(o, "name", ml_json_str(t->name));
         ml_json_set(o, "samples", ml_json_u64(t->samples));
         ml_json_set(o, "started", ml_json_real((double)t->started_us / 1e6));
-        ml_json_set(o, "ended", t->ended_us ? ml_json_real((double)t->ended_us / 1e6) : json_null());
+        ml_json_set(o, "ended",
+                    t->ended_us ? ml_json_real((double)t->ended_us / 1e6) : json_null());
         json_array_append_new(a, o);
     }
     return a;

@@ -51,24 +51,25 @@ typedef struct ml_client_config {
 } ml_client_config;
 
 /* Fills cfg with defaults, then applies MICROLOG_SERVER, MICROLOG_INGEST,
- * MICROLOG_TOKEN and MICROLOG_CA_FILE from the environment. The strings point into the environment. */
+ * MICROLOG_TOKEN and MICROLOG_CA_FILE from the environment. The strings
+ * point into the environment. */
 void ml_client_config_init(ml_client_config *cfg);
 
 /* Describes the run. All strings are copied by ml_client_new(); NULL means empty. */
 typedef struct ml_run_info {
-    const char *label;          /* cleaned to [A-Za-z0-9._-], empty becomes "run" */
-    const char *timestamp;      /* YYYY_MM_DD_HH_MM_SS; NULL: local time now */
-    int64_t start_unix_us;      /* 0: now */
-    const char *run_uid;        /* 32 hex chars; NULL: random */
-    const char *host;           /* NULL: gethostname() */
-    const char *user;           /* NULL: from the password database */
-    int32_t pid;                /* 0: getpid() */
-    const char *const *argv;    /* argc entries */
+    const char *label;       /* cleaned to [A-Za-z0-9._-], empty becomes "run" */
+    const char *timestamp;   /* YYYY_MM_DD_HH_MM_SS; NULL: local time now */
+    int64_t start_unix_us;   /* 0: now */
+    const char *run_uid;     /* 32 hex chars; NULL: random */
+    const char *host;        /* NULL: gethostname() */
+    const char *user;        /* NULL: from the password database */
+    int32_t pid;             /* 0: getpid() */
+    const char *const *argv; /* argc entries */
     size_t argc;
     const char *executable;
     const char *python_version;
-    const char *parent_id;      /* run_uid of the parent run */
-    double sample_period;       /* seconds */
+    const char *parent_id; /* run_uid of the parent run */
+    double sample_period;  /* seconds */
     double status_period;
     double memory_period;
     const char *const *env_keys; /* env_count entries each; values already masked */
@@ -142,20 +143,20 @@ int ml_client_log(ml_client *c, uint32_t thread, int64_t t, int kind, int level,
 
 /* What a closed run delivered. */
 typedef struct ml_client_result {
-    char run_id[256];         /* as in ml_client_run_id() */
-    bool delivered;           /* every batch was acknowledged by the collector */
+    char run_id[256]; /* as in ml_client_run_id() */
+    bool delivered;   /* every batch was acknowledged by the collector */
     bool collector_reached;
-    uint64_t samples;         /* recorded */
+    uint64_t samples; /* recorded */
     uint64_t logs;
     uint64_t batches_sent;
     uint64_t batches_acked;
     uint64_t dropped_samples; /* lost: buffer full or undeliverable */
     uint64_t dropped_logs;
-    char error[256];          /* first error met, empty if none */
-    uint64_t statuses;        /* status ticks recorded */
-    bool spooled;             /* what was not acknowledged is in spool_path, complete with
-                                 OpenRun and CloseRun, for a collector to import */
-    char spool_path[512];     /* the spool file, when spooled */
+    char error[256];      /* first error met, empty if none */
+    uint64_t statuses;    /* status ticks recorded */
+    bool spooled;         /* what was not acknowledged is in spool_path, complete with
+                             OpenRun and CloseRun, for a collector to import */
+    char spool_path[512]; /* the spool file, when spooled */
 } ml_client_result;
 
 /* Ends the run: flushes what is buffered, sends CloseRun with exit_status
