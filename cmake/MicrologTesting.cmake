@@ -25,10 +25,13 @@ function(ml_add_c_test name)
     ENVIRONMENT "MICROLOG_AUTOSTART=0;MICROLOG_SPOOL_DIR=${PROJECT_BINARY_DIR}/test-spool/c")
 endfunction()
 
-# ml_add_pytest(NAME DIR [LABELS ...] [TIMEOUT s]): a pytest directory run by
-# the project's Python with the freshly built package first on sys.path.
+# ml_add_pytest(NAME DIR [SERIAL] [LABELS ...] [TIMEOUT s] [ARGS ...]): a
+# pytest directory or file run by the project's Python with the freshly
+# built package first on sys.path. SERIAL: no other test runs beside it
+# (tests that compare sampling against the program's own clock). ARGS: more
+# pytest arguments (e.g. --ignore of a file that has an entry of its own).
 function(ml_add_pytest name dir)
-  cmake_parse_arguments(T "" "TIMEOUT" "LABELS" ${ARGN})
+  cmake_parse_arguments(T "SERIAL" "TIMEOUT" "LABELS;ARGS" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 600)
   endif()
@@ -40,8 +43,11 @@ function(ml_add_pytest name dir)
     list(APPEND env "LD_PRELOAD=${ML_ASAN_RUNTIME}" ${ML_SANITIZER_TEST_ENV})
   endif()
   add_test(NAME py/${name}
-           COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${dir})
+           COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${T_ARGS} ${dir})
   set_tests_properties(py/${name} PROPERTIES
     LABELS "python;${T_LABELS}" TIMEOUT ${T_TIMEOUT}
     ENVIRONMENT "${env}")
+  if(T_SERIAL)
+    set_tests_properties(py/${name} PROPERTIES RUN_SERIAL TRUE)
+  endif()
 endfunction()

@@ -10,7 +10,8 @@ sample):
     first frame (`generators.<module>` for MainThread, the target
     `generators.work` for Worker), and the share rooted at a generator;
   * encoder: share of the thread's working samples inside json.dump
-    against the program's own time.thread_time() share;
+    against the program's own time.thread_time() and time.monotonic()
+    shares;
   * the sampler's own figures: retries, walks given to the GIL path,
     samples dropped, median walk of one thread.
 
@@ -73,6 +74,7 @@ def one_run(collector: Collector, label: str) -> Dict[str, Any]:
             "samples": len(stacks), "rooted": rooted / n, "generator_rooted": gen_rooted / n,
             "encoder_share": encoder / max(1, len(working)),
             "encoder_share_own": t["encoder"] / t["work"] if t["work"] else 0.0,
+            "encoder_share_wall": t["encoder_wall"] / t["work_wall"] if t["work_wall"] else 0.0,
         }  # fmt: skip
     log = get(base + "/log")["events"]
     sampler = next((e["message"] for e in log if e["message"].lstrip().startswith("# Sampler")), "")
@@ -101,7 +103,8 @@ def main() -> int:
         for key, what in (("rooted", "rooted at its first frame"),
                           ("generator_rooted", "rooted at a generator"),
                           ("encoder_share", "inside json.dump (profile)"),
-                          ("encoder_share_own", "inside json.dump (program's own clock)")):  # fmt: skip
+                          ("encoder_share_own", "inside json.dump (program's CPU clock)"),
+                          ("encoder_share_wall", "inside json.dump (program's wall clock)")):  # fmt: skip
             vals = [100 * r[key] for r in rows]
             print(f"  {thread:10s} {what:40s} {statistics.median(vals):6.2f} % "
                   f"[{min(vals):.2f}..{max(vals):.2f}]")  # fmt: skip
